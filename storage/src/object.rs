@@ -1,0 +1,187 @@
+//! Stored objects and the little the store reads from or writes into their JSON: it owns
+//! `metadata.resourceVersion`, reads `metadata.uid` for uid preconditions and `metadata.labels` for
+//! label-selector push-down. Everything else in a value is opaque to the store.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::key::ObjectKey;
+
+/// Label set of an object, ordered so that its JSON form is canonical.
+pub type Labels = BTreeMap<String, String>;
+
+/// One object as stored: its key, the revision of its last change and its JSON bytes (with
+/// `metadata.resourceVersion` equal to `revision`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub key: ObjectKey,
+    pub revision: u64,
+    pub value: Bytes,
+}
+
+impl StoredObject {
+    /// Parses the value as JSON.
+    pub fn json(&self) -> Result<Value> {
+        serde_json::from_slice(&self.value)
+            .map_err(|err| Error::Corrupt(format!("{}: stored value is not JSON: {err}", self.key)))
+    }
+}
+
+/// Preconditions of an update or delete: each one that is set must match the live object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preconditions {
+    pub resource_version: Option<u64>,
+    pub uid: Option<String>,
+}
+
+impl Preconditions {
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn revision(revision: u64) -> Self {
+        Self { resource_version: Some(revision), uid: None }
+    }
+
+    /// Checks the preconditions against the live object's revision and uid.
+    pub(crate) fn check(&self, key: &ObjectKey, revision: u64, uid: Option<&str>) -> Result<()> {
+        if let Some(expected) = self.resource_version
+            && expected != revision
+        {
+            return Err(Error::Conflict {
+                key: key.clone(),
+                detail: format!("resourceVersion is {revision}, expected {expected}"),
+            });
+        }
+        if let Some(expected) = &self.uid
+            && uid != Some(expected.as_str())
+        {
+            return Err(Error::Conflict {
+                key: key.clone(),
+                detail: format!("uid is {}, expected {expected}", uid.unwrap_or("<none>")),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A value checked and parsed before it reaches the sequencer, so that the sequencer's only work per
+/// object is to stamp the revision and serialise.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedValue {
+    object: Map<String, Value>,
+    pub(crate) uid: Option<String>,
+    pub(crate) labels: Labels,
+}
+
+impl PreparedValue {
+    pub(crate) fn parse(value: &[u8]) -> Result<Self> {
+        let parsed: Value = serde_json::from_slice(value)
+            .map_err(|err| Error::InvalidValue(format!("value is not JSON: {err}")))?;
+        Self::from_json(parsed)
+    }
+
+    pub(crate) fn from_json(value: Value) -> Result<Self> {
+        let Value::Object(object) = value else {
+            return Err(Error::InvalidValue("value must be a JSON object".into()));
+        };
+        let (uid, labels) = match object.get("metadata") {
+            None => (None, Labels::new()),
+            Some(Value::Object(metadata)) => {
+                let uid = match metadata.get("uid") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(uid)) => Some(uid.clone()),
+                    Some(_) => return Err(Error::InvalidValue("metadata.uid must be a string".into())),
+                };
+                (uid, labels_of(metadata)?)
+            }
+            Some(_) => return Err(Error::InvalidValue("metadata must be an object".into())),
+        };
+        Ok(Self { object, uid, labels })
+    }
+
+    /// The object's JSON with `metadata.resourceVersion` set to `revision`.
+    pub(crate) fn stamped(&self, revision: u64) -> Bytes {
+        let mut object = self.object.clone();
+        set_resource_version(&mut object, revision);
+        Bytes::from(serde_json::to_vec(&object).unwrap_or_default())
+    }
+}
+
+fn labels_of(metadata: &Map<String, Value>) -> Result<Labels> {
+    match metadata.get("labels") {
+        None | Some(Value::Null) => Ok(Labels::new()),
+        Some(Value::Object(labels)) => labels
+            .iter()
+            .map(|(key, value)| match value {
+                Value::String(value) => Ok((key.clone(), value.clone())),
+                _ => Err(Error::InvalidValue(format!("label {key:?} must have a string value"))),
+            })
+            .collect(),
+        Some(_) => Err(Error::InvalidValue("metadata.labels must be an object".into())),
+    }
+}
+
+fn set_resource_version(object: &mut Map<String, Value>, revision: u64) {
+    let metadata = object.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    if !metadata.is_object() {
+        *metadata = Value::Object(Map::new());
+    }
+    if let Value::Object(metadata) = metadata {
+        metadata.insert("resourceVersion".into(), Value::String(revision.to_string()));
+    }
+}
+
+/// `value` with `metadata.resourceVersion` set to `revision` (used for the tombstone of a delete).
+pub(crate) fn restamp(key: &ObjectKey, value: &[u8], revision: u64) -> Result<Bytes> {
+    let mut parsed: Value = serde_json::from_slice(value)
+        .map_err(|err| Error::Corrupt(format!("{key}: stored value is not JSON: {err}")))?;
+    let Value::Object(object) = &mut parsed else {
+        return Err(Error::Corrupt(format!("{key}: stored value is not a JSON object")));
+    };
+    set_resource_version(object, revision);
+    Ok(Bytes::from(serde_json::to_vec(&parsed).unwrap_or_default()))
+}
+
+/// Two values equal but for `metadata.resourceVersion`: an update that changes nothing.
+pub(crate) fn same_ignoring_revision(a: &Value, b: &Value) -> bool {
+    fn strip(value: &Value) -> Value {
+        let mut value = value.clone();
+        if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.remove("resourceVersion");
+        }
+        value
+    }
+    strip(a) == strip(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamping_sets_resource_version_and_keeps_the_rest() {
+        let prepared =
+            PreparedValue::parse(br#"{"kind":"ConfigMap","metadata":{"name":"a","labels":{"x":"1"}}}"#)
+                .unwrap();
+        assert_eq!(prepared.labels.get("x").map(String::as_str), Some("1"));
+        let value: Value = serde_json::from_slice(&prepared.stamped(42)).unwrap();
+        assert_eq!(value["metadata"]["resourceVersion"], "42");
+        assert_eq!(value["metadata"]["name"], "a");
+        assert_eq!(value["kind"], "ConfigMap");
+    }
+
+    #[test]
+    fn non_object_values_and_non_string_labels_are_rejected() {
+        assert!(matches!(PreparedValue::parse(b"[1]"), Err(Error::InvalidValue(_))));
+        assert!(matches!(PreparedValue::parse(b"{\"metadata\":3}"), Err(Error::InvalidValue(_))));
+        assert!(matches!(
+            PreparedValue::parse(br#"{"metadata":{"labels":{"a":1}}}"#),
+            Err(Error::InvalidValue(_))
+        ));
+        assert!(matches!(PreparedValue::parse(b"{"), Err(Error::InvalidValue(_))));
+    }
+}

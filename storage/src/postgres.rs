@@ -1,0 +1,387 @@
+//! The PostgreSQL backend. Several Coxswain processes may share one database: a write transaction
+//! first locks the shard's `meta` row, so revisions are assigned and committed in one global order;
+//! each commit sends `NOTIFY coxswain_commits` with its last revision, which wakes the other
+//! processes' watch tailers (the notification is a hint, the history table is the truth).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::{Postgres as Db, QueryBuilder, Row};
+use tokio::sync::Mutex;
+use tracing::debug;
+
+use crate::Compaction;
+use crate::backend::{Backend, CompactionPolicy, HistoryRow, ListCursor, LiveRow, Revisions};
+use crate::error::{Error, Result};
+use crate::key::{ClusterScope, ObjectKey, Scope};
+use crate::migrate::{self, Found};
+use crate::object::StoredObject;
+use crate::selector::{LabelSelector, Operator};
+use crate::sequencer::{Mutation, Plan, plan_batch};
+
+const CHANNEL: &str = "coxswain_commits";
+/// Serialises schema migrations of concurrently starting processes.
+const MIGRATION_LOCK: i64 = 0x636f_7873_7761_696e;
+
+#[derive(Debug)]
+pub(crate) struct Postgres {
+    pool: PgPool,
+    listener: Mutex<Option<PgListener>>,
+}
+
+impl Postgres {
+    pub(crate) async fn open(url: &str, max_connections: u32) -> Result<Self> {
+        let options: PgConnectOptions =
+            url.parse().map_err(|err| Error::Open(format!("invalid PostgreSQL URL: {err}")))?;
+        let place = format!("PostgreSQL database {:?} at {}:{}", options.get_database().unwrap_or("postgres"), options.get_host(), options.get_port());
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|err| {
+                Error::Open(format!(
+                    "cannot connect to {place}: {err}; check the --storage URL and that the server is running"
+                ))
+            })?;
+        migrate(&pool, &place).await?;
+        Ok(Self { pool, listener: Mutex::new(None) })
+    }
+}
+
+async fn migrate(pool: &PgPool, place: &str) -> Result<()> {
+    let fail = |err: sqlx::Error| Error::Open(format!("cannot migrate {place}: {err}"));
+    let mut tx = pool.begin().await.map_err(fail)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await.map_err(fail)?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(fail)?;
+    let found = if tables.iter().any(|t| t == "coxswain_schema") {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM coxswain_schema").fetch_one(&mut *tx).await.map_err(fail)?;
+        Found::Version(version.unwrap_or(0))
+    } else if tables.is_empty() {
+        Found::Empty
+    } else {
+        Found::Foreign { tables }
+    };
+    for migration in migrate::pending(migrate::POSTGRES, &found, place)? {
+        sqlx::raw_sql(migration.sql).execute(&mut *tx).await.map_err(fail)?;
+        sqlx::query("INSERT INTO coxswain_schema (version) VALUES ($1)")
+            .bind(migration.version)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        tracing::info!(version = migration.version, database = place, "applied schema migration");
+    }
+    tx.commit().await.map_err(fail)?;
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn to_u64(value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(|_| Error::Corrupt(format!("negative revision {value}")))
+}
+
+fn push_scope(query: &mut QueryBuilder<'_, Db>, scope: &Scope) {
+    query.push(" AND resource = ").push_bind(scope.resource.clone());
+    if let ClusterScope::One(cluster) = &scope.cluster {
+        query.push(" AND cluster = ").push_bind(cluster.clone());
+    }
+    if let Some(namespace) = &scope.namespace {
+        query.push(" AND namespace = ").push_bind(namespace.clone());
+    }
+}
+
+/// One condition per requirement on the `labels` jsonb column, in forms its GIN index answers
+/// (`@>` containment and `?` key existence).
+fn push_selector(query: &mut QueryBuilder<'_, Db>, selector: &LabelSelector) {
+    for requirement in &selector.requirements {
+        let negated = matches!(requirement.operator, Operator::NotEquals | Operator::NotIn | Operator::DoesNotExist);
+        query.push(if negated { " AND NOT (" } else { " AND (" });
+        match requirement.operator {
+            Operator::Exists | Operator::DoesNotExist => {
+                query.push("labels ? ").push_bind(requirement.key.clone());
+            }
+            _ => {
+                for (index, value) in requirement.values.iter().enumerate() {
+                    if index > 0 {
+                        query.push(" OR ");
+                    }
+                    let containment = serde_json::json!({ requirement.key.clone(): value });
+                    query.push("labels @> ").push_bind(containment).push("::jsonb");
+                }
+            }
+        }
+        query.push(")");
+    }
+}
+
+#[async_trait]
+impl Backend for Postgres {
+    async fn commit(&self, mutations: &[Mutation]) -> Result<Plan> {
+        let mut tx = self.pool.begin().await?;
+        let base: i64 = sqlx::query_scalar("SELECT revision FROM meta WHERE id = 1 FOR UPDATE").fetch_one(&mut *tx).await?;
+
+        let mut keys: Vec<&ObjectKey> = mutations.iter().map(Mutation::key).collect();
+        keys.sort();
+        keys.dedup();
+        let rows = sqlx::query(
+            "SELECT kv.revision, kv.cluster, kv.resource, kv.namespace, kv.name, kv.create_revision, kv.uid, kv.value, kv.labels::text \
+             FROM kv JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(c, r, ns, n) \
+             ON kv.cluster = k.c AND kv.resource = k.r AND kv.namespace = k.ns AND kv.name = k.n \
+             WHERE kv.superseded IS NULL",
+        )
+        .bind(keys.iter().map(|k| k.cluster.as_str()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|k| k.resource.as_str()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|k| k.namespace.as_str()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut live = HashMap::with_capacity(rows.len());
+        for row in rows {
+            live.insert(
+                ObjectKey::new(
+                    row.try_get::<String, _>(1)?,
+                    row.try_get::<String, _>(2)?,
+                    row.try_get::<String, _>(3)?,
+                    row.try_get::<String, _>(4)?,
+                ),
+                LiveRow {
+                    revision: to_u64(row.try_get(0)?)?,
+                    create_revision: to_u64(row.try_get(5)?)?,
+                    uid: row.try_get(6)?,
+                    value: Bytes::from(row.try_get::<Vec<u8>, _>(7)?),
+                    labels_json: row.try_get(8)?,
+                },
+            );
+        }
+
+        let plan = plan_batch(to_u64(base)?, &live, mutations);
+        let Some(last) = plan.last_revision() else {
+            tx.rollback().await?;
+            return Ok(plan);
+        };
+        if !plan.supersede.is_empty() {
+            sqlx::query(
+                "UPDATE kv SET superseded = u.s FROM unnest($1::int8[], $2::int8[]) AS u(r, s) WHERE kv.revision = u.r",
+            )
+            .bind(plan.supersede.iter().map(|(r, _)| *r as i64).collect::<Vec<_>>())
+            .bind(plan.supersede.iter().map(|(_, s)| *s as i64).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let rows = &plan.rows;
+        sqlx::query(
+            "INSERT INTO kv (revision, cluster, resource, namespace, name, value, labels, uid, create_revision, prev_revision, deleted, superseded) \
+             SELECT r, c, res, ns, n, v, l::jsonb, u, cr, pr, d, s FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::bytea[], $7::text[], $8::text[], $9::int8[], $10::int8[], $11::bool[], $12::int8[]) \
+             AS t(r, c, res, ns, n, v, l, u, cr, pr, d, s)",
+        )
+        .bind(rows.iter().map(|r| r.revision as i64).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.key.cluster.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.key.resource.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.key.namespace.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.key.name.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.value.as_ref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.labels_json.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.uid.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.create_revision as i64).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.prev_revision.map(|p| p as i64)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.deleted).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.superseded.map(|s| s as i64)).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "WITH m AS (UPDATE meta SET revision = $1 WHERE id = 1), \
+                  b AS (INSERT INTO batches (last_revision, committed_at_ms) VALUES ($1, $2)) \
+             SELECT pg_notify($3, $1::text)",
+        )
+        .bind(last as i64)
+        .bind(now_ms())
+        .bind(CHANNEL)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(plan)
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Option<StoredObject>> {
+        let row = sqlx::query(
+            "SELECT revision, value FROM kv WHERE cluster = $1 AND resource = $2 AND namespace = $3 AND name = $4 AND superseded IS NULL",
+        )
+        .bind(&key.cluster)
+        .bind(&key.resource)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(StoredObject {
+                key: key.clone(),
+                revision: to_u64(row.try_get(0)?)?,
+                value: Bytes::from(row.try_get::<Vec<u8>, _>(1)?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn revisions(&self) -> Result<Revisions> {
+        let (current, compacted): (i64, i64) =
+            sqlx::query_as("SELECT revision, compacted FROM meta WHERE id = 1").fetch_one(&self.pool).await?;
+        Ok(Revisions { current: to_u64(current)?, compacted: to_u64(compacted)? })
+    }
+
+    async fn list(
+        &self,
+        scope: &Scope,
+        selector: &LabelSelector,
+        at: u64,
+        after: Option<&ListCursor>,
+        limit: Option<u64>,
+    ) -> Result<Vec<StoredObject>> {
+        let mut query: QueryBuilder<Db> =
+            QueryBuilder::new("SELECT cluster, namespace, name, revision, value FROM kv WHERE NOT deleted");
+        push_scope(&mut query, scope);
+        query.push(" AND revision <= ").push_bind(at as i64);
+        query.push(" AND (superseded IS NULL OR superseded > ").push_bind(at as i64).push(")");
+        if let Some(after) = after {
+            query.push(" AND (cluster, namespace, name) > (").push_bind(after.cluster.clone());
+            query.push(", ").push_bind(after.namespace.clone()).push(", ").push_bind(after.name.clone()).push(")");
+        }
+        push_selector(&mut query, selector);
+        query.push(" ORDER BY cluster, namespace, name");
+        if let Some(limit) = limit {
+            query.push(" LIMIT ").push_bind(limit.min(i64::MAX as u64) as i64);
+        }
+        query
+            .build()
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok(StoredObject {
+                    key: ObjectKey::new(
+                        row.try_get::<String, _>(0)?,
+                        scope.resource.clone(),
+                        row.try_get::<String, _>(1)?,
+                        row.try_get::<String, _>(2)?,
+                    ),
+                    revision: to_u64(row.try_get(3)?)?,
+                    value: Bytes::from(row.try_get::<Vec<u8>, _>(4)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn history(&self, scope: Option<&Scope>, after: u64, up_to: u64, limit: u64) -> Result<Vec<HistoryRow>> {
+        let mut query: QueryBuilder<Db> = QueryBuilder::new(
+            "SELECT revision, cluster, resource, namespace, name, value, prev_revision IS NULL, deleted FROM kv WHERE revision > ",
+        );
+        query.push_bind(after as i64).push(" AND revision <= ").push_bind(up_to.min(i64::MAX as u64) as i64);
+        if let Some(scope) = scope {
+            push_scope(&mut query, scope);
+        }
+        query.push(" ORDER BY revision LIMIT ").push_bind(limit as i64);
+        query
+            .build()
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok(HistoryRow {
+                    revision: to_u64(row.try_get(0)?)?,
+                    key: ObjectKey::new(
+                        row.try_get::<String, _>(1)?,
+                        row.try_get::<String, _>(2)?,
+                        row.try_get::<String, _>(3)?,
+                        row.try_get::<String, _>(4)?,
+                    ),
+                    value: Bytes::from(row.try_get::<Vec<u8>, _>(5)?),
+                    created: row.try_get(6)?,
+                    deleted: row.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn compact(&self, policy: CompactionPolicy) -> Result<Compaction> {
+        let revisions = self.revisions().await?;
+        let cutoff = now_ms() - policy.window_ms.min(i64::MAX as u64) as i64;
+        let aged: Option<i64> =
+            sqlx::query_scalar("SELECT max(last_revision) FROM batches WHERE committed_at_ms <= $1")
+                .bind(cutoff)
+                .fetch_one(&self.pool)
+                .await?;
+        let target = to_u64(aged.unwrap_or(0))?.min(revisions.current.saturating_sub(policy.min_revisions));
+        if target <= revisions.compacted {
+            return Ok(Compaction { compacted_revision: revisions.compacted, removed_rows: 0 });
+        }
+        // Publish the new floor first: from now on nobody relies on rows below it.
+        sqlx::query("UPDATE meta SET compacted = greatest(compacted, $1) WHERE id = 1")
+            .bind(target as i64)
+            .execute(&self.pool)
+            .await?;
+        let mut removed = 0u64;
+        loop {
+            let deleted = sqlx::query(
+                "DELETE FROM kv WHERE revision IN \
+                 (SELECT revision FROM kv WHERE superseded IS NOT NULL AND superseded <= $1 ORDER BY superseded LIMIT $2)",
+            )
+            .bind(target as i64)
+            .bind(policy.batch_rows as i64)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            removed += deleted;
+            if deleted < policy.batch_rows {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        sqlx::query("DELETE FROM batches WHERE last_revision < $1").bind(target as i64).execute(&self.pool).await?;
+        Ok(Compaction { compacted_revision: target, removed_rows: removed })
+    }
+
+    async fn wait_for_remote_commit(&self) -> Option<u64> {
+        let mut listener = self.listener.lock().await;
+        if listener.is_none() {
+            match PgListener::connect_with(&self.pool).await {
+                Ok(mut fresh) => match fresh.listen(CHANNEL).await {
+                    Ok(()) => *listener = Some(fresh),
+                    Err(err) => debug!(error = %err, "cannot LISTEN; retrying"),
+                },
+                Err(err) => debug!(error = %err, "cannot connect the commit listener; retrying"),
+            }
+            if listener.is_none() {
+                drop(listener);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return Some(u64::MAX);
+            }
+            // Commits may have happened while nobody listened.
+            return Some(u64::MAX);
+        }
+        let active = listener.as_mut()?;
+        match active.try_recv().await {
+            Ok(Some(notification)) => Some(notification.payload().parse().unwrap_or(u64::MAX)),
+            // The connection dropped; it reconnects on the next call. Catch up in case we missed some.
+            Ok(None) => Some(u64::MAX),
+            Err(err) => {
+                debug!(error = %err, "commit listener failed; reconnecting");
+                *listener = None;
+                drop(listener);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Some(u64::MAX)
+            }
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The sequencer: one task per shard collects concurrent mutations, checks their preconditions in
+//! arrival order, commits them in one transaction with consecutive revisions, and only then
+//! acknowledges them and hands their events to the watch hub in revision order. Batching is what
+//! makes throughput independent of the per-transaction cost of the shard's revision counter.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::backend::{Backend, HistoryRow, LiveRow};
+use crate::error::{Error, Result};
+use crate::key::ObjectKey;
+use crate::object::{Labels, Preconditions, PreparedValue, StoredObject, restamp};
+
+/// Most mutations committed in one transaction.
+pub(crate) const MAX_BATCH: usize = 2000;
+
+/// One requested write.
+#[derive(Debug, Clone)]
+pub(crate) enum Mutation {
+    Create { key: ObjectKey, value: PreparedValue },
+    Update { key: ObjectKey, value: PreparedValue, preconditions: Preconditions },
+    Delete { key: ObjectKey, preconditions: Preconditions },
+}
+
+impl Mutation {
+    pub(crate) fn key(&self) -> &ObjectKey {
+        match self {
+            Mutation::Create { key, .. } | Mutation::Update { key, .. } | Mutation::Delete { key, .. } => key,
+        }
+    }
+}
+
+/// A history row to insert.
+#[derive(Debug, Clone)]
+pub(crate) struct NewRow {
+    pub revision: u64,
+    pub key: ObjectKey,
+    pub value: Bytes,
+    pub labels: Labels,
+    pub labels_json: String,
+    pub uid: Option<String>,
+    pub create_revision: u64,
+    pub prev_revision: Option<u64>,
+    pub deleted: bool,
+    /// The revision that replaced this version; a tombstone is superseded by itself.
+    pub superseded: Option<u64>,
+}
+
+/// What a batch writes and what each mutation gets back.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    pub rows: Vec<NewRow>,
+    /// Rows already in the database that this batch supersedes: (their revision, superseding revision).
+    pub supersede: Vec<(u64, u64)>,
+    pub outcomes: Vec<Result<StoredObject>>,
+}
+
+impl Plan {
+    pub(crate) fn last_revision(&self) -> Option<u64> {
+        self.rows.last().map(|row| row.revision)
+    }
+}
+
+/// Where the live version of a key is while a batch is planned.
+#[derive(Clone, Copy)]
+enum Live {
+    Absent,
+    /// The row in the database.
+    Stored,
+    /// A row planned earlier in this batch, by index.
+    Planned(usize),
+}
+
+/// Plans a batch on top of revision `base`, given the live rows of its keys. Pure: no I/O.
+pub(crate) fn plan_batch(base: u64, live: &HashMap<ObjectKey, LiveRow>, mutations: &[Mutation]) -> Plan {
+    let mut plan = Plan::default();
+    let mut overlay: HashMap<&ObjectKey, Live> = HashMap::new();
+    let mut next = base + 1;
+    for mutation in mutations {
+        let key = mutation.key();
+        let state = overlay.get(key).copied().unwrap_or(if live.contains_key(key) { Live::Stored } else { Live::Absent });
+        let current: Option<LiveRow> = match state {
+            Live::Absent => None,
+            Live::Stored => live.get(key).cloned(),
+            Live::Planned(index) => {
+                let row = &plan.rows[index];
+                Some(LiveRow {
+                    revision: row.revision,
+                    create_revision: row.create_revision,
+                    uid: row.uid.clone(),
+                    value: row.value.clone(),
+                    labels_json: row.labels_json.clone(),
+                })
+            }
+        };
+        let revision = next;
+        let row = match (mutation, &current) {
+            (Mutation::Create { .. }, Some(_)) => Err(Error::AlreadyExists { key: key.clone() }),
+            (Mutation::Update { .. } | Mutation::Delete { .. }, None) => Err(Error::NotFound { key: key.clone() }),
+            (Mutation::Create { value, .. }, None) => Ok(new_version(key, value, revision, None)),
+            (Mutation::Update { value, preconditions, .. }, Some(current)) => preconditions
+                .check(key, current.revision, current.uid.as_deref())
+                .map(|()| new_version(key, value, revision, Some(current))),
+            (Mutation::Delete { preconditions, .. }, Some(current)) => preconditions
+                .check(key, current.revision, current.uid.as_deref())
+                .and_then(|()| tombstone(key, revision, current)),
+        };
+        let row = match row {
+            Ok(row) => row,
+            Err(err) => {
+                plan.outcomes.push(Err(err));
+                continue;
+            }
+        };
+        match state {
+            Live::Stored => {
+                if let Some(current) = &current {
+                    plan.supersede.push((current.revision, revision));
+                }
+            }
+            Live::Planned(index) => plan.rows[index].superseded = Some(revision),
+            Live::Absent => {}
+        }
+        next += 1;
+        plan.outcomes.push(Ok(StoredObject { key: key.clone(), revision, value: row.value.clone() }));
+        overlay.insert(key, if row.deleted { Live::Absent } else { Live::Planned(plan.rows.len()) });
+        plan.rows.push(row);
+    }
+    plan
+}
+
+fn new_version(key: &ObjectKey, value: &PreparedValue, revision: u64, current: Option<&LiveRow>) -> NewRow {
+    NewRow {
+        revision,
+        key: key.clone(),
+        value: value.stamped(revision),
+        labels: value.labels.clone(),
+        labels_json: serde_json::to_string(&value.labels).unwrap_or_else(|_| "{}".into()),
+        uid: value.uid.clone(),
+        create_revision: current.map_or(revision, |c| c.create_revision),
+        prev_revision: current.map(|c| c.revision),
+        deleted: false,
+        superseded: None,
+    }
+}
+
+/// The deletion's row: the object's last state stamped with the deletion revision, superseded by
+/// itself so that it is never live.
+fn tombstone(key: &ObjectKey, revision: u64, current: &LiveRow) -> Result<NewRow> {
+    Ok(NewRow {
+        revision,
+        key: key.clone(),
+        value: restamp(key, &current.value, revision)?,
+        labels: Labels::new(),
+        labels_json: current.labels_json.clone(),
+        uid: current.uid.clone(),
+        create_revision: current.create_revision,
+        prev_revision: Some(current.revision),
+        deleted: true,
+        superseded: Some(revision),
+    })
+}
+
+/// A mutation waiting for its batch.
+pub(crate) struct Request {
+    pub mutation: Mutation,
+    pub reply: oneshot::Sender<Result<StoredObject>>,
+}
+
+/// Runs the sequencer until every sender is gone: batches requests, commits, acknowledges, and passes
+/// each committed batch's rows to `committed` in revision order.
+pub(crate) async fn run(
+    backend: Arc<dyn Backend>,
+    mut requests: mpsc::Receiver<Request>,
+    committed: mpsc::UnboundedSender<Vec<HistoryRow>>,
+) {
+    let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+    while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mutations: Vec<Mutation> = batch.iter().map(|request| request.mutation.clone()).collect();
+        match backend.commit(&mutations).await {
+            Ok(plan) => {
+                debug!(mutations = mutations.len(), rows = plan.rows.len(), "committed batch");
+                if !plan.rows.is_empty() {
+                    let rows = plan
+                        .rows
+                        .iter()
+                        .map(|row| HistoryRow {
+                            revision: row.revision,
+                            key: row.key.clone(),
+                            value: row.value.clone(),
+                            created: row.prev_revision.is_none(),
+                            deleted: row.deleted,
+                        })
+                        .collect();
+                    // The hub only goes away when the store shuts down.
+                    let _ = committed.send(rows);
+                }
+                for (request, outcome) in batch.drain(..).zip(plan.outcomes) {
+                    let _ = request.reply.send(outcome);
+                }
+            }
+            Err(err) => {
+                warn!(error = %err, mutations = mutations.len(), "batch failed; nothing acknowledged");
+                for request in batch.drain(..) {
+                    let _ = request.reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::new("c", "core/configmaps", "ns", name)
+    }
+
+    fn value(text: &str) -> PreparedValue {
+        PreparedValue::parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_batch_gets_consecutive_revisions_and_chains_its_own_versions() {
+        let mutations = vec![
+            Mutation::Create { key: key("a"), value: value(r#"{"metadata":{"name":"a"}}"#) },
+            Mutation::Update {
+                key: key("a"),
+                value: value(r#"{"metadata":{"name":"a"},"data":{}}"#),
+                preconditions: Preconditions::revision(11),
+            },
+            Mutation::Create { key: key("a"), value: value("{}") },
+            Mutation::Delete { key: key("a"), preconditions: Preconditions::none() },
+            Mutation::Create { key: key("a"), value: value("{}") },
+        ];
+        let plan = plan_batch(10, &HashMap::new(), &mutations);
+        let revisions: Vec<_> = plan.outcomes.iter().map(|o| o.as_ref().map(|o| o.revision).ok()).collect();
+        assert_eq!(revisions, [Some(11), Some(12), None, Some(13), Some(14)]);
+        assert!(matches!(plan.outcomes[2], Err(Error::AlreadyExists { .. })));
+        let superseded: Vec<_> = plan.rows.iter().map(|r| r.superseded).collect();
+        assert_eq!(superseded, [Some(12), Some(13), Some(13), None]);
+        assert_eq!(plan.rows[1].create_revision, 11);
+        assert_eq!(plan.rows[3].prev_revision, None);
+    }
+
+    #[test]
+    fn stale_preconditions_conflict_without_consuming_a_revision() {
+        let mut live = HashMap::new();
+        live.insert(
+            key("a"),
+            LiveRow {
+                revision: 5,
+                create_revision: 3,
+                uid: Some("u1".into()),
+                value: Bytes::from_static(b"{}"),
+                labels_json: "{}".into(),
+            },
+        );
+        let mutations = vec![
+            Mutation::Update { key: key("a"), value: value("{}"), preconditions: Preconditions::revision(4) },
+            Mutation::Delete {
+                key: key("a"),
+                preconditions: Preconditions { resource_version: None, uid: Some("u2".into()) },
+            },
+            Mutation::Update { key: key("a"), value: value("{}"), preconditions: Preconditions::revision(5) },
+        ];
+        let plan = plan_batch(9, &live, &mutations);
+        assert!(matches!(plan.outcomes[0], Err(Error::Conflict { .. })));
+        assert!(matches!(plan.outcomes[1], Err(Error::Conflict { .. })));
+        assert_eq!(plan.outcomes[2].as_ref().unwrap().revision, 10);
+        assert_eq!(plan.supersede, [(5, 10)]);
+        assert_eq!(plan.rows[0].create_revision, 3);
+    }
+}

@@ -4,12 +4,12 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::WatchEvent;
 use crate::error::Result;
 use crate::key::{ObjectKey, Scope};
 use crate::object::StoredObject;
 use crate::selector::LabelSelector;
 use crate::sequencer::{Mutation, Plan};
-use crate::WatchEvent;
 
 /// The shard's counters, read together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,11 @@ pub(crate) struct HistoryRow {
 
 impl HistoryRow {
     pub(crate) fn into_event(self) -> WatchEvent {
-        let object = StoredObject { key: self.key, revision: self.revision, value: self.value };
+        let object = StoredObject {
+            key: self.key,
+            revision: self.revision,
+            value: self.value,
+        };
         if self.deleted {
             WatchEvent::Deleted(object)
         } else if self.created {
@@ -91,7 +95,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// History rows with `after < revision <= up_to`, in revision order, at most `limit`; only rows in
     /// `scope` when given.
-    async fn history(&self, scope: Option<&Scope>, after: u64, up_to: u64, limit: u64) -> Result<Vec<HistoryRow>>;
+    async fn history(
+        &self,
+        scope: Option<&Scope>,
+        after: u64,
+        up_to: u64,
+        limit: u64,
+    ) -> Result<Vec<HistoryRow>>;
 
     /// One compaction pass under `policy`.
     async fn compact(&self, policy: CompactionPolicy) -> Result<crate::Compaction>;

@@ -39,7 +39,14 @@ pub(crate) fn decode(text: &str) -> Result<(u64, ListCursor)> {
         return Err(Error::InvalidContinue("revision must be positive".into()));
     }
     let (cluster, namespace, name) = token.start;
-    Ok((token.rv, ListCursor { cluster, namespace, name }))
+    Ok((
+        token.rv,
+        ListCursor {
+            cluster,
+            namespace,
+            name,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -48,10 +55,19 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_garbage_is_rejected() {
-        let cursor = ListCursor { cluster: "a".into(), namespace: "ns/1".into(), name: "x%_ü".into() };
+        let cursor = ListCursor {
+            cluster: "a".into(),
+            namespace: "ns/1".into(),
+            name: "x%_ü".into(),
+        };
         let (rv, back) = decode(&encode(7, &cursor)).unwrap();
         assert_eq!((rv, back), (7, cursor));
-        for bad in ["", "!!!", "e30", "eyJ2IjoieCIsInJ2IjoxLCJzdGFydCI6WyIiLCIiLCIiXX0"] {
+        for bad in [
+            "",
+            "!!!",
+            "e30",
+            "eyJ2IjoieCIsInJ2IjoxLCJzdGFydCI6WyIiLCIiLCIiXX0",
+        ] {
             assert!(matches!(decode(bad), Err(Error::InvalidContinue(_))), "{bad}");
         }
     }

@@ -22,7 +22,12 @@ impl ObjectKey {
         namespace: impl Into<String>,
         name: impl Into<String>,
     ) -> Self {
-        Self { cluster: cluster.into(), resource: resource.into(), namespace: namespace.into(), name: name.into() }
+        Self {
+            cluster: cluster.into(),
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 
     /// Checks that the key can be stored: cluster, resource and name non-empty, no NUL anywhere.
@@ -86,7 +91,11 @@ pub struct Scope {
 
 impl Scope {
     pub fn new(cluster: ClusterScope, resource: impl Into<String>, namespace: Option<String>) -> Self {
-        Self { cluster, resource: resource.into(), namespace }
+        Self {
+            cluster,
+            resource: resource.into(),
+            namespace,
+        }
     }
 
     pub fn contains(&self, key: &ObjectKey) -> bool {

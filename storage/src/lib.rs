@@ -60,7 +60,13 @@ pub struct ListRequest {
 
 impl ListRequest {
     pub fn new(scope: Scope) -> Self {
-        Self { scope, selector: LabelSelector::everything(), limit: None, continue_token: None, revision: ReadRevision::Latest }
+        Self {
+            scope,
+            selector: LabelSelector::everything(),
+            limit: None,
+            continue_token: None,
+            revision: ReadRevision::Latest,
+        }
     }
 }
 
@@ -93,7 +99,9 @@ pub enum WatchEvent {
     /// The object's last state, with the revision of its deletion.
     Deleted(StoredObject),
     /// Everything up to `revision` has been delivered.
-    Progress { revision: u64 },
+    Progress {
+        revision: u64,
+    },
 }
 
 impl WatchEvent {
@@ -139,7 +147,12 @@ pub trait Store: Send + Sync {
 
     /// Replaces the live object if `preconditions` hold (`Conflict` otherwise). Use
     /// [`guaranteed_update`] for read–modify–write.
-    async fn update(&self, key: &ObjectKey, value: Bytes, preconditions: &Preconditions) -> Result<StoredObject>;
+    async fn update(
+        &self,
+        key: &ObjectKey,
+        value: Bytes,
+        preconditions: &Preconditions,
+    ) -> Result<StoredObject>;
 
     /// Deletes the live object if `preconditions` hold; returns its last state.
     async fn delete(&self, key: &ObjectKey, preconditions: &Preconditions) -> Result<StoredObject>;

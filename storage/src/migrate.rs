@@ -11,11 +11,15 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const SQLITE: &[Migration] =
-    &[Migration { version: 1, sql: include_str!("../migrations/sqlite/0001_init.sql") }];
+pub(crate) const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("../migrations/sqlite/0001_init.sql"),
+}];
 
-pub(crate) const POSTGRES: &[Migration] =
-    &[Migration { version: 1, sql: include_str!("../migrations/postgres/0001_init.sql") }];
+pub(crate) const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("../migrations/postgres/0001_init.sql"),
+}];
 
 /// What the database holds before migrating.
 #[derive(Debug)]
@@ -29,7 +33,11 @@ pub(crate) enum Found {
 }
 
 /// The migrations to apply to a database in state `found`, or why it must not be touched.
-pub(crate) fn pending<'a>(migrations: &'a [Migration], found: &Found, place: &str) -> Result<&'a [Migration]> {
+pub(crate) fn pending<'a>(
+    migrations: &'a [Migration],
+    found: &Found,
+    place: &str,
+) -> Result<&'a [Migration]> {
     let latest = migrations.last().map_or(0, |m| m.version);
     let current = match found {
         Found::Empty => 0,
@@ -58,9 +66,21 @@ mod tests {
     fn newer_and_foreign_databases_are_refused() {
         assert_eq!(pending(SQLITE, &Found::Empty, "db").unwrap().len(), 1);
         assert!(pending(SQLITE, &Found::Version(1), "db").unwrap().is_empty());
-        let newer = pending(SQLITE, &Found::Version(99), "db").unwrap_err().to_string();
-        assert!(newer.contains("newer than this coxswain binary supports"), "{newer}");
-        let foreign = pending(SQLITE, &Found::Foreign { tables: vec!["users".into()] }, "db").unwrap_err();
+        let newer = pending(SQLITE, &Found::Version(99), "db")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            newer.contains("newer than this coxswain binary supports"),
+            "{newer}"
+        );
+        let foreign = pending(
+            SQLITE,
+            &Found::Foreign {
+                tables: vec!["users".into()],
+            },
+            "db",
+        )
+        .unwrap_err();
         assert!(foreign.to_string().contains("users"));
     }
 }

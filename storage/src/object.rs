@@ -43,7 +43,10 @@ impl Preconditions {
     }
 
     pub fn revision(revision: u64) -> Self {
-        Self { resource_version: Some(revision), uid: None }
+        Self {
+            resource_version: Some(revision),
+            uid: None,
+        }
     }
 
     /// Checks the preconditions against the live object's revision and uid.
@@ -118,7 +121,9 @@ fn labels_of(metadata: &Map<String, Value>) -> Result<Labels> {
             .iter()
             .map(|(key, value)| match value {
                 Value::String(value) => Ok((key.clone(), value.clone())),
-                _ => Err(Error::InvalidValue(format!("label {key:?} must have a string value"))),
+                _ => Err(Error::InvalidValue(format!(
+                    "label {key:?} must have a string value"
+                ))),
             })
             .collect(),
         Some(_) => Err(Error::InvalidValue("metadata.labels must be an object".into())),
@@ -126,7 +131,9 @@ fn labels_of(metadata: &Map<String, Value>) -> Result<Labels> {
 }
 
 fn set_resource_version(object: &mut Map<String, Value>, revision: u64) {
-    let metadata = object.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let metadata = object
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !metadata.is_object() {
         *metadata = Value::Object(Map::new());
     }
@@ -140,7 +147,9 @@ pub(crate) fn restamp(key: &ObjectKey, value: &[u8], revision: u64) -> Result<By
     let mut parsed: Value = serde_json::from_slice(value)
         .map_err(|err| Error::Corrupt(format!("{key}: stored value is not JSON: {err}")))?;
     let Value::Object(object) = &mut parsed else {
-        return Err(Error::Corrupt(format!("{key}: stored value is not a JSON object")));
+        return Err(Error::Corrupt(format!(
+            "{key}: stored value is not a JSON object"
+        )));
     };
     set_resource_version(object, revision);
     Ok(Bytes::from(serde_json::to_vec(&parsed).unwrap_or_default()))
@@ -176,8 +185,14 @@ mod tests {
 
     #[test]
     fn non_object_values_and_non_string_labels_are_rejected() {
-        assert!(matches!(PreparedValue::parse(b"[1]"), Err(Error::InvalidValue(_))));
-        assert!(matches!(PreparedValue::parse(b"{\"metadata\":3}"), Err(Error::InvalidValue(_))));
+        assert!(matches!(
+            PreparedValue::parse(b"[1]"),
+            Err(Error::InvalidValue(_))
+        ));
+        assert!(matches!(
+            PreparedValue::parse(b"{\"metadata\":3}"),
+            Err(Error::InvalidValue(_))
+        ));
         assert!(matches!(
             PreparedValue::parse(br#"{"metadata":{"labels":{"a":1}}}"#),
             Err(Error::InvalidValue(_))

@@ -33,13 +33,19 @@ pub(crate) struct Postgres {
 }
 
 impl Postgres {
-    pub(crate) async fn open(url: &str, max_connections: u32) -> Result<Self> {
-        let options: PgConnectOptions =
-            url.parse().map_err(|err| Error::Open(format!("invalid PostgreSQL URL: {err}")))?;
-        let place = format!("PostgreSQL database {:?} at {}:{}", options.get_database().unwrap_or("postgres"), options.get_host(), options.get_port());
+    pub(crate) async fn open(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Self> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|err| Error::Open(format!("invalid PostgreSQL URL: {err}")))?;
+        let place = format!(
+            "PostgreSQL database {:?} at {}:{}",
+            options.get_database().unwrap_or("postgres"),
+            options.get_host(),
+            options.get_port()
+        );
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await
             .map_err(|err| {
@@ -48,14 +54,21 @@ impl Postgres {
                 ))
             })?;
         migrate(&pool, &place).await?;
-        Ok(Self { pool, listener: Mutex::new(None) })
+        Ok(Self {
+            pool,
+            listener: Mutex::new(None),
+        })
     }
 }
 
 async fn migrate(pool: &PgPool, place: &str) -> Result<()> {
     let fail = |err: sqlx::Error| Error::Open(format!("cannot migrate {place}: {err}"));
     let mut tx = pool.begin().await.map_err(fail)?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await.map_err(fail)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename",
     )
@@ -63,8 +76,10 @@ async fn migrate(pool: &PgPool, place: &str) -> Result<()> {
     .await
     .map_err(fail)?;
     let found = if tables.iter().any(|t| t == "coxswain_schema") {
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT max(version) FROM coxswain_schema").fetch_one(&mut *tx).await.map_err(fail)?;
+        let version: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM coxswain_schema")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(fail)?;
         Found::Version(version.unwrap_or(0))
     } else if tables.is_empty() {
         Found::Empty
@@ -72,20 +87,29 @@ async fn migrate(pool: &PgPool, place: &str) -> Result<()> {
         Found::Foreign { tables }
     };
     for migration in migrate::pending(migrate::POSTGRES, &found, place)? {
-        sqlx::raw_sql(migration.sql).execute(&mut *tx).await.map_err(fail)?;
+        sqlx::raw_sql(migration.sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
         sqlx::query("INSERT INTO coxswain_schema (version) VALUES ($1)")
             .bind(migration.version)
             .execute(&mut *tx)
             .await
             .map_err(fail)?;
-        tracing::info!(version = migration.version, database = place, "applied schema migration");
+        tracing::info!(
+            version = migration.version,
+            database = place,
+            "applied schema migration"
+        );
     }
     tx.commit().await.map_err(fail)?;
     Ok(())
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn to_u64(value: i64) -> Result<u64> {
@@ -106,7 +130,10 @@ fn push_scope(query: &mut QueryBuilder<'_, Db>, scope: &Scope) {
 /// (`@>` containment and `?` key existence).
 fn push_selector(query: &mut QueryBuilder<'_, Db>, selector: &LabelSelector) {
     for requirement in &selector.requirements {
-        let negated = matches!(requirement.operator, Operator::NotEquals | Operator::NotIn | Operator::DoesNotExist);
+        let negated = matches!(
+            requirement.operator,
+            Operator::NotEquals | Operator::NotIn | Operator::DoesNotExist
+        );
         query.push(if negated { " AND NOT (" } else { " AND (" });
         match requirement.operator {
             Operator::Exists | Operator::DoesNotExist => {
@@ -130,7 +157,9 @@ fn push_selector(query: &mut QueryBuilder<'_, Db>, selector: &LabelSelector) {
 impl Backend for Postgres {
     async fn commit(&self, mutations: &[Mutation]) -> Result<Plan> {
         let mut tx = self.pool.begin().await?;
-        let base: i64 = sqlx::query_scalar("SELECT revision FROM meta WHERE id = 1 FOR UPDATE").fetch_one(&mut *tx).await?;
+        let base: i64 = sqlx::query_scalar("SELECT revision FROM meta WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
 
         let mut keys: Vec<&ObjectKey> = mutations.iter().map(Mutation::key).collect();
         keys.sort();
@@ -237,8 +266,13 @@ impl Backend for Postgres {
 
     async fn revisions(&self) -> Result<Revisions> {
         let (current, compacted): (i64, i64) =
-            sqlx::query_as("SELECT revision, compacted FROM meta WHERE id = 1").fetch_one(&self.pool).await?;
-        Ok(Revisions { current: to_u64(current)?, compacted: to_u64(compacted)? })
+            sqlx::query_as("SELECT revision, compacted FROM meta WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(Revisions {
+            current: to_u64(current)?,
+            compacted: to_u64(compacted)?,
+        })
     }
 
     async fn list(
@@ -253,10 +287,20 @@ impl Backend for Postgres {
             QueryBuilder::new("SELECT cluster, namespace, name, revision, value FROM kv WHERE NOT deleted");
         push_scope(&mut query, scope);
         query.push(" AND revision <= ").push_bind(at as i64);
-        query.push(" AND (superseded IS NULL OR superseded > ").push_bind(at as i64).push(")");
+        query
+            .push(" AND (superseded IS NULL OR superseded > ")
+            .push_bind(at as i64)
+            .push(")");
         if let Some(after) = after {
-            query.push(" AND (cluster, namespace, name) > (").push_bind(after.cluster.clone());
-            query.push(", ").push_bind(after.namespace.clone()).push(", ").push_bind(after.name.clone()).push(")");
+            query
+                .push(" AND (cluster, namespace, name) > (")
+                .push_bind(after.cluster.clone());
+            query
+                .push(", ")
+                .push_bind(after.namespace.clone())
+                .push(", ")
+                .push_bind(after.name.clone())
+                .push(")");
         }
         push_selector(&mut query, selector);
         query.push(" ORDER BY cluster, namespace, name");
@@ -283,11 +327,20 @@ impl Backend for Postgres {
             .collect()
     }
 
-    async fn history(&self, scope: Option<&Scope>, after: u64, up_to: u64, limit: u64) -> Result<Vec<HistoryRow>> {
+    async fn history(
+        &self,
+        scope: Option<&Scope>,
+        after: u64,
+        up_to: u64,
+        limit: u64,
+    ) -> Result<Vec<HistoryRow>> {
         let mut query: QueryBuilder<Db> = QueryBuilder::new(
             "SELECT revision, cluster, resource, namespace, name, value, prev_revision IS NULL, deleted FROM kv WHERE revision > ",
         );
-        query.push_bind(after as i64).push(" AND revision <= ").push_bind(up_to.min(i64::MAX as u64) as i64);
+        query
+            .push_bind(after as i64)
+            .push(" AND revision <= ")
+            .push_bind(up_to.min(i64::MAX as u64) as i64);
         if let Some(scope) = scope {
             push_scope(&mut query, scope);
         }
@@ -324,7 +377,10 @@ impl Backend for Postgres {
                 .await?;
         let target = to_u64(aged.unwrap_or(0))?.min(revisions.current.saturating_sub(policy.min_revisions));
         if target <= revisions.compacted {
-            return Ok(Compaction { compacted_revision: revisions.compacted, removed_rows: 0 });
+            return Ok(Compaction {
+                compacted_revision: revisions.compacted,
+                removed_rows: 0,
+            });
         }
         // Publish the new floor first: from now on nobody relies on rows below it.
         sqlx::query("UPDATE meta SET compacted = greatest(compacted, $1) WHERE id = 1")
@@ -348,8 +404,14 @@ impl Backend for Postgres {
             }
             tokio::task::yield_now().await;
         }
-        sqlx::query("DELETE FROM batches WHERE last_revision < $1").bind(target as i64).execute(&self.pool).await?;
-        Ok(Compaction { compacted_revision: target, removed_rows: removed })
+        sqlx::query("DELETE FROM batches WHERE last_revision < $1")
+            .bind(target as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(Compaction {
+            compacted_revision: target,
+            removed_rows: removed,
+        })
     }
 
     async fn wait_for_remote_commit(&self) -> Option<u64> {

@@ -52,7 +52,9 @@ impl LabelSelector {
     }
 
     pub fn matches(&self, labels: &Labels) -> bool {
-        self.requirements.iter().all(|requirement| requirement.matches(labels))
+        self.requirements
+            .iter()
+            .all(|requirement| requirement.matches(labels))
     }
 }
 
@@ -116,24 +118,46 @@ fn split_top_level(text: &str) -> Result<Vec<&str>> {
 
 fn parse_requirement(part: &str) -> Result<Requirement> {
     if let Some(key) = part.strip_prefix('!') {
-        return Ok(Requirement { key: checked_key(key.trim(), part)?, operator: Operator::DoesNotExist, values: vec![] });
+        return Ok(Requirement {
+            key: checked_key(key.trim(), part)?,
+            operator: Operator::DoesNotExist,
+            values: vec![],
+        });
     }
-    let key_end = part.find(|c: char| c.is_whitespace() || "!=()".contains(c)).unwrap_or(part.len());
+    let key_end = part
+        .find(|c: char| c.is_whitespace() || "!=()".contains(c))
+        .unwrap_or(part.len());
     let key = checked_key(&part[..key_end], part)?;
     let rest = part[key_end..].trim_start();
     let single = |operator, value: &str| -> Result<Requirement> {
-        Ok(Requirement { key: key.clone(), operator, values: vec![checked_value(value.trim(), part)?] })
+        Ok(Requirement {
+            key: key.clone(),
+            operator,
+            values: vec![checked_value(value.trim(), part)?],
+        })
     };
     if rest.is_empty() {
-        Ok(Requirement { key, operator: Operator::Exists, values: vec![] })
+        Ok(Requirement {
+            key,
+            operator: Operator::Exists,
+            values: vec![],
+        })
     } else if let Some(value) = rest.strip_prefix("!=") {
         single(Operator::NotEquals, value)
     } else if let Some(value) = rest.strip_prefix("==").or_else(|| rest.strip_prefix('=')) {
         single(Operator::Equals, value)
     } else if let Some(set) = word(rest, "notin") {
-        Ok(Requirement { key, operator: Operator::NotIn, values: parse_set(set, part)? })
+        Ok(Requirement {
+            key,
+            operator: Operator::NotIn,
+            values: parse_set(set, part)?,
+        })
     } else if let Some(set) = word(rest, "in") {
-        Ok(Requirement { key, operator: Operator::In, values: parse_set(set, part)? })
+        Ok(Requirement {
+            key,
+            operator: Operator::In,
+            values: parse_set(set, part)?,
+        })
     } else {
         Err(Error::InvalidSelector(format!(
             "unable to parse requirement {part:?}: expected one of '=', '==', '!=', 'in', 'notin'"
@@ -150,8 +174,15 @@ fn parse_set(text: &str, part: &str) -> Result<Vec<String>> {
     let inner = text
         .strip_prefix('(')
         .and_then(|t| t.strip_suffix(')'))
-        .ok_or_else(|| Error::InvalidSelector(format!("unable to parse requirement {part:?}: expected a set '(…)'")))?;
-    let values = inner.split(',').map(|v| checked_value(v.trim(), part)).collect::<Result<Vec<_>>>()?;
+        .ok_or_else(|| {
+            Error::InvalidSelector(format!(
+                "unable to parse requirement {part:?}: expected a set '(…)'"
+            ))
+        })?;
+    let values = inner
+        .split(',')
+        .map(|v| checked_value(v.trim(), part))
+        .collect::<Result<Vec<_>>>()?;
     if values.iter().all(String::is_empty) {
         return Err(Error::InvalidSelector(format!(
             "unable to parse requirement {part:?}: for 'in', 'notin' operators, values set can't be empty"
@@ -162,7 +193,9 @@ fn parse_set(text: &str, part: &str) -> Result<Vec<String>> {
 
 fn checked_key(key: &str, part: &str) -> Result<String> {
     if key.is_empty() || key.len() > 317 || key.chars().any(|c| c.is_whitespace() || "!=(),".contains(c)) {
-        return Err(Error::InvalidSelector(format!("unable to parse requirement {part:?}: invalid label key {key:?}")));
+        return Err(Error::InvalidSelector(format!(
+            "unable to parse requirement {part:?}: invalid label key {key:?}"
+        )));
     }
     Ok(key.to_string())
 }
@@ -181,7 +214,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -216,7 +252,10 @@ mod tests {
     #[test]
     fn malformed_selectors_are_errors() {
         for text in ["a in (b", "a in ()", "a=(b)", "a b", "=b", "a in x"] {
-            assert!(matches!(LabelSelector::parse(text), Err(Error::InvalidSelector(_))), "{text}");
+            assert!(
+                matches!(LabelSelector::parse(text), Err(Error::InvalidSelector(_))),
+                "{text}"
+            );
         }
     }
 }

@@ -21,9 +21,19 @@ pub(crate) const MAX_BATCH: usize = 2000;
 /// One requested write.
 #[derive(Debug, Clone)]
 pub(crate) enum Mutation {
-    Create { key: ObjectKey, value: PreparedValue },
-    Update { key: ObjectKey, value: PreparedValue, preconditions: Preconditions },
-    Delete { key: ObjectKey, preconditions: Preconditions },
+    Create {
+        key: ObjectKey,
+        value: PreparedValue,
+    },
+    Update {
+        key: ObjectKey,
+        value: PreparedValue,
+        preconditions: Preconditions,
+    },
+    Delete {
+        key: ObjectKey,
+        preconditions: Preconditions,
+    },
 }
 
 impl Mutation {
@@ -82,7 +92,11 @@ pub(crate) fn plan_batch(base: u64, live: &HashMap<ObjectKey, LiveRow>, mutation
     let mut next = base + 1;
     for mutation in mutations {
         let key = mutation.key();
-        let state = overlay.get(key).copied().unwrap_or(if live.contains_key(key) { Live::Stored } else { Live::Absent });
+        let state = overlay.get(key).copied().unwrap_or(if live.contains_key(key) {
+            Live::Stored
+        } else {
+            Live::Absent
+        });
         let current: Option<LiveRow> = match state {
             Live::Absent => None,
             Live::Stored => live.get(key).cloned(),
@@ -100,9 +114,16 @@ pub(crate) fn plan_batch(base: u64, live: &HashMap<ObjectKey, LiveRow>, mutation
         let revision = next;
         let row = match (mutation, &current) {
             (Mutation::Create { .. }, Some(_)) => Err(Error::AlreadyExists { key: key.clone() }),
-            (Mutation::Update { .. } | Mutation::Delete { .. }, None) => Err(Error::NotFound { key: key.clone() }),
+            (Mutation::Update { .. } | Mutation::Delete { .. }, None) => {
+                Err(Error::NotFound { key: key.clone() })
+            }
             (Mutation::Create { value, .. }, None) => Ok(new_version(key, value, revision, None)),
-            (Mutation::Update { value, preconditions, .. }, Some(current)) => preconditions
+            (
+                Mutation::Update {
+                    value, preconditions, ..
+                },
+                Some(current),
+            ) => preconditions
                 .check(key, current.revision, current.uid.as_deref())
                 .map(|()| new_version(key, value, revision, Some(current))),
             (Mutation::Delete { preconditions, .. }, Some(current)) => preconditions
@@ -126,8 +147,19 @@ pub(crate) fn plan_batch(base: u64, live: &HashMap<ObjectKey, LiveRow>, mutation
             Live::Absent => {}
         }
         next += 1;
-        plan.outcomes.push(Ok(StoredObject { key: key.clone(), revision, value: row.value.clone() }));
-        overlay.insert(key, if row.deleted { Live::Absent } else { Live::Planned(plan.rows.len()) });
+        plan.outcomes.push(Ok(StoredObject {
+            key: key.clone(),
+            revision,
+            value: row.value.clone(),
+        }));
+        overlay.insert(
+            key,
+            if row.deleted {
+                Live::Absent
+            } else {
+                Live::Planned(plan.rows.len())
+            },
+        );
         plan.rows.push(row);
     }
     plan
@@ -183,7 +215,11 @@ pub(crate) async fn run(
         let mutations: Vec<Mutation> = batch.iter().map(|request| request.mutation.clone()).collect();
         match backend.commit(&mutations).await {
             Ok(plan) => {
-                debug!(mutations = mutations.len(), rows = plan.rows.len(), "committed batch");
+                debug!(
+                    mutations = mutations.len(),
+                    rows = plan.rows.len(),
+                    "committed batch"
+                );
                 if !plan.rows.is_empty() {
                     let rows = plan
                         .rows
@@ -228,18 +264,34 @@ mod tests {
     #[test]
     fn a_batch_gets_consecutive_revisions_and_chains_its_own_versions() {
         let mutations = vec![
-            Mutation::Create { key: key("a"), value: value(r#"{"metadata":{"name":"a"}}"#) },
+            Mutation::Create {
+                key: key("a"),
+                value: value(r#"{"metadata":{"name":"a"}}"#),
+            },
             Mutation::Update {
                 key: key("a"),
                 value: value(r#"{"metadata":{"name":"a"},"data":{}}"#),
                 preconditions: Preconditions::revision(11),
             },
-            Mutation::Create { key: key("a"), value: value("{}") },
-            Mutation::Delete { key: key("a"), preconditions: Preconditions::none() },
-            Mutation::Create { key: key("a"), value: value("{}") },
+            Mutation::Create {
+                key: key("a"),
+                value: value("{}"),
+            },
+            Mutation::Delete {
+                key: key("a"),
+                preconditions: Preconditions::none(),
+            },
+            Mutation::Create {
+                key: key("a"),
+                value: value("{}"),
+            },
         ];
         let plan = plan_batch(10, &HashMap::new(), &mutations);
-        let revisions: Vec<_> = plan.outcomes.iter().map(|o| o.as_ref().map(|o| o.revision).ok()).collect();
+        let revisions: Vec<_> = plan
+            .outcomes
+            .iter()
+            .map(|o| o.as_ref().map(|o| o.revision).ok())
+            .collect();
         assert_eq!(revisions, [Some(11), Some(12), None, Some(13), Some(14)]);
         assert!(matches!(plan.outcomes[2], Err(Error::AlreadyExists { .. })));
         let superseded: Vec<_> = plan.rows.iter().map(|r| r.superseded).collect();
@@ -262,12 +314,23 @@ mod tests {
             },
         );
         let mutations = vec![
-            Mutation::Update { key: key("a"), value: value("{}"), preconditions: Preconditions::revision(4) },
+            Mutation::Update {
+                key: key("a"),
+                value: value("{}"),
+                preconditions: Preconditions::revision(4),
+            },
             Mutation::Delete {
                 key: key("a"),
-                preconditions: Preconditions { resource_version: None, uid: Some("u2".into()) },
+                preconditions: Preconditions {
+                    resource_version: None,
+                    uid: Some("u2".into()),
+                },
             },
-            Mutation::Update { key: key("a"), value: value("{}"), preconditions: Preconditions::revision(5) },
+            Mutation::Update {
+                key: key("a"),
+                value: value("{}"),
+                preconditions: Preconditions::revision(5),
+            },
         ];
         let plan = plan_batch(9, &live, &mutations);
         assert!(matches!(plan.outcomes[0], Err(Error::Conflict { .. })));

@@ -20,7 +20,9 @@ use crate::postgres::Postgres;
 use crate::sequencer::{self, Mutation, Request};
 use crate::sqlite::Sqlite;
 use crate::watch::Hub;
-use crate::{Compaction, ListPage, ListRequest, ReadRevision, Store, WatchRequest, WatchStream, continuation};
+use crate::{
+    Compaction, ListPage, ListRequest, ReadRevision, Store, WatchRequest, WatchStream, continuation,
+};
 
 /// Tunables of a store; the defaults are what `coxswain server` runs with.
 #[derive(Debug, Clone)]
@@ -39,6 +41,9 @@ pub struct StoreOptions {
     pub watch_broadcast_capacity: usize,
     /// Connection pool size for PostgreSQL.
     pub postgres_max_connections: u32,
+    /// How long a PostgreSQL operation waits for a connection before failing (e.g. while the server
+    /// is down).
+    pub postgres_acquire_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -51,6 +56,7 @@ impl Default for StoreOptions {
             revision_wait: Duration::from_secs(3),
             watch_broadcast_capacity: 16_384,
             postgres_max_connections: 16,
+            postgres_acquire_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -71,7 +77,9 @@ struct Inner {
 
 impl fmt::Debug for SqlStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqlStore").field("backend", &self.inner.backend_name).finish_non_exhaustive()
+        f.debug_struct("SqlStore")
+            .field("backend", &self.inner.backend_name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -84,7 +92,9 @@ impl SqlStore {
         } else if storage.starts_with("postgres://") || storage.starts_with("postgresql://") {
             Self::open_postgres(storage, options).await
         } else {
-            Err(Error::Open(format!("unknown storage {storage:?}: use `sqlite` or a postgres:// URL")))
+            Err(Error::Open(format!(
+                "unknown storage {storage:?}: use `sqlite` or a postgres:// URL"
+            )))
         }
     }
 
@@ -95,17 +105,31 @@ impl SqlStore {
     }
 
     pub async fn open_postgres(url: &str, options: StoreOptions) -> Result<Self> {
-        let backend = Postgres::open(url, options.postgres_max_connections).await?;
+        let backend = Postgres::open(url, options.postgres_max_connections, options.postgres_acquire_timeout).await?;
         info!("opened PostgreSQL store");
         Self::start(Arc::new(backend), "postgres", options).await
     }
 
-    async fn start(backend: Arc<dyn Backend>, backend_name: &'static str, options: StoreOptions) -> Result<Self> {
+    async fn start(
+        backend: Arc<dyn Backend>,
+        backend_name: &'static str,
+        options: StoreOptions,
+    ) -> Result<Self> {
         let revisions = backend.revisions().await?;
-        let (hub, committed) = Hub::start(backend.clone(), revisions.current, options.watch_broadcast_capacity);
+        let (hub, committed) = Hub::start(
+            backend.clone(),
+            revisions.current,
+            options.watch_broadcast_capacity,
+        );
         let (requests, queue) = mpsc::channel(sequencer::MAX_BATCH * 8);
         tokio::spawn(sequencer::run(backend.clone(), queue, committed));
-        let inner = Arc::new(Inner { backend, backend_name, requests, hub, options });
+        let inner = Arc::new(Inner {
+            backend,
+            backend_name,
+            requests,
+            hub,
+            options,
+        });
         if let Some(every) = inner.options.compaction_interval {
             tokio::spawn(compact_periodically(Arc::downgrade(&inner), every));
         }
@@ -119,7 +143,11 @@ impl SqlStore {
 
     async fn submit(&self, mutation: Mutation) -> Result<StoredObject> {
         let (reply, outcome) = oneshot::channel();
-        self.inner.requests.send(Request { mutation, reply }).await.map_err(|_| Error::Closed)?;
+        self.inner
+            .requests
+            .send(Request { mutation, reply })
+            .await
+            .map_err(|_| Error::Closed)?;
         outcome.await.map_err(|_| Error::Closed)?
     }
 
@@ -141,10 +169,16 @@ impl SqlStore {
         if wanted <= current {
             return Ok(current);
         }
-        self.inner.hub.wait_published(wanted, self.inner.options.revision_wait).await;
+        self.inner
+            .hub
+            .wait_published(wanted, self.inner.options.revision_wait)
+            .await;
         let current = self.inner.backend.revisions().await?.current;
         if wanted > current {
-            return Err(Error::TooLargeRevision { requested: wanted, current });
+            return Err(Error::TooLargeRevision {
+                requested: wanted,
+                current,
+            });
         }
         Ok(current)
     }
@@ -158,7 +192,11 @@ async fn compact_periodically(inner: Weak<Inner>, every: Duration) {
         let Some(inner) = inner.upgrade() else { return };
         match inner.backend.compact(policy(&inner.options)).await {
             Ok(done) if done.removed_rows > 0 => {
-                debug!(compacted = done.compacted_revision, removed = done.removed_rows, "compacted history")
+                debug!(
+                    compacted = done.compacted_revision,
+                    removed = done.removed_rows,
+                    "compacted history"
+                )
             }
             Ok(_) => {}
             Err(err) => warn!(error = %err, "compaction failed; will retry"),
@@ -179,12 +217,20 @@ impl Store for SqlStore {
     async fn create(&self, key: &ObjectKey, value: Bytes) -> Result<StoredObject> {
         key.validate()?;
         let value = PreparedValue::parse(&value)?;
-        self.submit(Mutation::Create { key: key.clone(), value }).await
+        self.submit(Mutation::Create {
+            key: key.clone(),
+            value,
+        })
+        .await
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<StoredObject> {
         key.validate()?;
-        self.inner.backend.get(key).await?.ok_or_else(|| Error::NotFound { key: key.clone() })
+        self.inner
+            .backend
+            .get(key)
+            .await?
+            .ok_or_else(|| Error::NotFound { key: key.clone() })
     }
 
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {
@@ -198,10 +244,16 @@ impl Store for SqlStore {
         };
         let check = |revisions: crate::backend::Revisions| {
             if at < revisions.compacted {
-                return Err(Error::Expired { requested: at, compacted: revisions.compacted });
+                return Err(Error::Expired {
+                    requested: at,
+                    compacted: revisions.compacted,
+                });
             }
             if at > revisions.current {
-                return Err(Error::TooLargeRevision { requested: at, current: revisions.current });
+                return Err(Error::TooLargeRevision {
+                    requested: at,
+                    current: revisions.current,
+                });
             }
             Ok(())
         };
@@ -210,7 +262,13 @@ impl Store for SqlStore {
         let mut items = self
             .inner
             .backend
-            .list(&request.scope, &request.selector, at, after.as_ref(), limit.map(|l| l.saturating_add(1)))
+            .list(
+                &request.scope,
+                &request.selector,
+                at,
+                after.as_ref(),
+                limit.map(|l| l.saturating_add(1)),
+            )
             .await?;
         // Compaction that passed `at` while we read may have removed rows we needed.
         check(self.inner.backend.revisions().await?)?;
@@ -228,18 +286,36 @@ impl Store for SqlStore {
                 continue_token = Some(continuation::encode(at, &cursor));
             }
         }
-        Ok(ListPage { items, revision: at, continue_token })
+        Ok(ListPage {
+            items,
+            revision: at,
+            continue_token,
+        })
     }
 
-    async fn update(&self, key: &ObjectKey, value: Bytes, preconditions: &Preconditions) -> Result<StoredObject> {
+    async fn update(
+        &self,
+        key: &ObjectKey,
+        value: Bytes,
+        preconditions: &Preconditions,
+    ) -> Result<StoredObject> {
         key.validate()?;
         let value = PreparedValue::parse(&value)?;
-        self.submit(Mutation::Update { key: key.clone(), value, preconditions: preconditions.clone() }).await
+        self.submit(Mutation::Update {
+            key: key.clone(),
+            value,
+            preconditions: preconditions.clone(),
+        })
+        .await
     }
 
     async fn delete(&self, key: &ObjectKey, preconditions: &Preconditions) -> Result<StoredObject> {
         key.validate()?;
-        self.submit(Mutation::Delete { key: key.clone(), preconditions: preconditions.clone() }).await
+        self.submit(Mutation::Delete {
+            key: key.clone(),
+            preconditions: preconditions.clone(),
+        })
+        .await
     }
 
     async fn watch(&self, request: WatchRequest) -> Result<WatchStream> {
@@ -254,7 +330,10 @@ impl Store for SqlStore {
             None => revisions.current,
             Some(from) => {
                 if from < revisions.compacted {
-                    return Err(Error::Expired { requested: from, compacted: revisions.compacted });
+                    return Err(Error::Expired {
+                        requested: from,
+                        compacted: revisions.compacted,
+                    });
                 }
                 self.wait_for(from, revisions.current).await?;
                 from
@@ -290,7 +369,11 @@ where
     loop {
         let current = store.get(key).await?;
         let uid = if preconditions.uid.is_some() {
-            current.json()?.pointer("/metadata/uid").and_then(|u| u.as_str()).map(str::to_string)
+            current
+                .json()?
+                .pointer("/metadata/uid")
+                .and_then(|u| u.as_str())
+                .map(str::to_string)
         } else {
             None
         };
@@ -303,7 +386,10 @@ where
         if unchanged {
             return Ok(current);
         }
-        let expected = Preconditions { resource_version: Some(current.revision), uid: preconditions.uid.clone() };
+        let expected = Preconditions {
+            resource_version: Some(current.revision),
+            uid: preconditions.uid.clone(),
+        };
         match store.update(key, next, &expected).await {
             Err(Error::Conflict { .. }) => continue,
             other => return Ok(other?),

@@ -9,10 +9,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
 use sqlx::{Connection, QueryBuilder, Row, Sqlite as Db};
 use tokio::sync::Mutex;
 
+use crate::Compaction;
 use crate::backend::{Backend, CompactionPolicy, HistoryRow, ListCursor, LiveRow, Revisions};
 use crate::error::{Error, Result};
 use crate::key::{ClusterScope, ObjectKey, Scope};
@@ -20,7 +24,6 @@ use crate::migrate::{self, Found};
 use crate::object::StoredObject;
 use crate::selector::{LabelSelector, Operator};
 use crate::sequencer::{Mutation, Plan, plan_batch};
-use crate::Compaction;
 
 /// Rows per multi-row INSERT (11 parameters each; SQLite allows 32766).
 const INSERT_CHUNK: usize = 200;
@@ -40,7 +43,10 @@ impl Sqlite {
         let shown = path.display().to_string();
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|err| {
-                Error::Open(format!("cannot create data dir {}: {err}; choose a writable --data-dir", dir.display()))
+                Error::Open(format!(
+                    "cannot create data dir {}: {err}; choose a writable --data-dir",
+                    dir.display()
+                ))
             })?;
         }
         check_header(path)?;
@@ -53,7 +59,9 @@ impl Sqlite {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(false)
             .pragma("cache_size", "-65536");
-        let mut writer = SqliteConnection::connect_with(&options).await.map_err(|err| open_error(&shown, err))?;
+        let mut writer = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(|err| open_error(&shown, err))?;
         migrate(&mut writer, &shown).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
@@ -61,7 +69,11 @@ impl Sqlite {
             .connect_with(options)
             .await
             .map_err(|err| open_error(&shown, err))?;
-        Ok(Self { path: path.to_path_buf(), writer: Mutex::new(writer), readers })
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers,
+        })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -69,10 +81,7 @@ impl Sqlite {
     }
 
     /// Runs `work` inside `BEGIN IMMEDIATE … COMMIT` on the writer connection.
-    async fn write<T>(
-        &self,
-        work: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
-    ) -> Result<T> {
+    async fn write<T>(&self, work: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>) -> Result<T> {
         let mut conn = self.writer.lock().await;
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         match work(&mut conn).await {
@@ -96,13 +105,18 @@ fn check_header(path: &Path) -> Result<()> {
     use std::io::Read;
     let mut header = [0u8; 16];
     let read = match std::fs::File::open(path) {
-        Ok(mut file) => file.read(&mut header).map_err(|err| {
-            Error::Open(format!("cannot read {}: {err}", path.display()))
-        })?,
+        Ok(mut file) => file
+            .read(&mut header)
+            .map_err(|err| Error::Open(format!("cannot read {}: {err}", path.display())))?,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(Error::Open(format!("cannot open {}: {err}; check its permissions", path.display()))),
+        Err(err) => {
+            return Err(Error::Open(format!(
+                "cannot open {}: {err}; check its permissions",
+                path.display()
+            )));
+        }
     };
-    if read > 0 && &header[..read.min(16)] != &b"SQLite format 3\0"[..read.min(16)] {
+    if read > 0 && header[..read] != b"SQLite format 3\0"[..read] {
         return Err(Error::Open(format!(
             "{} is not an SQLite database (corrupt or foreign file); move it aside or choose another --data-dir",
             path.display()
@@ -114,10 +128,21 @@ fn check_header(path: &Path) -> Result<()> {
 fn open_error(place: &str, err: sqlx::Error) -> Error {
     let detail = match &err {
         sqlx::Error::Database(db) => match db.code().as_deref() {
-            Some("26") => format!("{place} is not an SQLite database (corrupt or foreign file); move it aside or choose another --data-dir"),
-            Some("14") => format!("cannot open {place}: {}; check that the data dir exists and is writable", db.message()),
-            Some("8") => format!("{place} is read-only: {}; make the data dir and file writable", db.message()),
-            Some("11") => format!("{place} is corrupt: {}; restore it from a backup or choose another --data-dir", db.message()),
+            Some("26") => format!(
+                "{place} is not an SQLite database (corrupt or foreign file); move it aside or choose another --data-dir"
+            ),
+            Some("14") => format!(
+                "cannot open {place}: {}; check that the data dir exists and is writable",
+                db.message()
+            ),
+            Some("8") => format!(
+                "{place} is read-only: {}; make the data dir and file writable",
+                db.message()
+            ),
+            Some("11") => format!(
+                "{place} is corrupt: {}; restore it from a backup or choose another --data-dir",
+                db.message()
+            ),
             _ => format!("cannot open {place}: {}", db.message()),
         },
         other => format!("cannot open {place}: {other}"),
@@ -126,10 +151,11 @@ fn open_error(place: &str, err: sqlx::Error) -> Error {
 }
 
 async fn migrate(conn: &mut SqliteConnection, place: &str) -> Result<()> {
-    let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|err| open_error(place, err))?;
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|err| open_error(place, err))?;
     let found = if tables.iter().any(|t| t == "coxswain_schema") {
         let version: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM coxswain_schema")
             .fetch_one(&mut *conn)
@@ -145,7 +171,10 @@ async fn migrate(conn: &mut SqliteConnection, place: &str) -> Result<()> {
         let step = async {
             sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
             sqlx::raw_sql(migration.sql).execute(&mut *conn).await?;
-            sqlx::query("INSERT INTO coxswain_schema (version) VALUES (?)").bind(migration.version).execute(&mut *conn).await?;
+            sqlx::query("INSERT INTO coxswain_schema (version) VALUES (?)")
+                .bind(migration.version)
+                .execute(&mut *conn)
+                .await?;
             sqlx::query("COMMIT").execute(&mut *conn).await?;
             Ok::<_, sqlx::Error>(())
         };
@@ -153,20 +182,29 @@ async fn migrate(conn: &mut SqliteConnection, place: &str) -> Result<()> {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
             return Err(open_error(place, err));
         }
-        tracing::info!(version = migration.version, database = place, "applied schema migration");
+        tracing::info!(
+            version = migration.version,
+            database = place,
+            "applied schema migration"
+        );
     }
     Ok(())
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn to_u64(value: i64) -> Result<u64> {
     u64::try_from(value).map_err(|_| Error::Corrupt(format!("negative revision {value}")))
 }
 
-async fn live_rows(conn: &mut SqliteConnection, mutations: &[Mutation]) -> Result<HashMap<ObjectKey, LiveRow>> {
+async fn live_rows(
+    conn: &mut SqliteConnection,
+    mutations: &[Mutation],
+) -> Result<HashMap<ObjectKey, LiveRow>> {
     let mut keys: Vec<&ObjectKey> = mutations.iter().map(Mutation::key).collect();
     keys.sort();
     keys.dedup();
@@ -180,8 +218,17 @@ async fn live_rows(conn: &mut SqliteConnection, mutations: &[Mutation]) -> Resul
             if index > 0 {
                 query.push(", ");
             }
-            query.push("(").push_bind(&key.cluster).push(", ").push_bind(&key.resource);
-            query.push(", ").push_bind(&key.namespace).push(", ").push_bind(&key.name).push(")");
+            query
+                .push("(")
+                .push_bind(&key.cluster)
+                .push(", ")
+                .push_bind(&key.resource);
+            query
+                .push(", ")
+                .push_bind(&key.namespace)
+                .push(", ")
+                .push_bind(&key.name)
+                .push(")");
         }
         query.push(")");
         for row in query.build().fetch_all(&mut *conn).await? {
@@ -234,10 +281,14 @@ async fn write_plan(conn: &mut SqliteConnection, plan: &Plan) -> Result<()> {
         });
         query.build().execute(&mut *conn).await?;
     }
-    let labels: Vec<(&crate::sequencer::NewRow, &String, &String)> =
-        plan.rows.iter().flat_map(|row| row.labels.iter().map(move |(k, v)| (row, k, v))).collect();
+    let labels: Vec<(&crate::sequencer::NewRow, &String, &String)> = plan
+        .rows
+        .iter()
+        .flat_map(|row| row.labels.iter().map(move |(k, v)| (row, k, v)))
+        .collect();
     for chunk in labels.chunks(INSERT_CHUNK * 2) {
-        let mut query: QueryBuilder<Db> = QueryBuilder::new("INSERT INTO kv_labels (revision, key, value, cluster, resource) ");
+        let mut query: QueryBuilder<Db> =
+            QueryBuilder::new("INSERT INTO kv_labels (revision, key, value, cluster, resource) ");
         query.push_values(chunk, |mut b, (row, key, value)| {
             b.push_bind(row.revision as i64)
                 .push_bind(*key)
@@ -248,7 +299,10 @@ async fn write_plan(conn: &mut SqliteConnection, plan: &Plan) -> Result<()> {
         query.build().execute(&mut *conn).await?;
     }
     if let Some(last) = plan.last_revision() {
-        sqlx::query("UPDATE meta SET revision = ? WHERE id = 1").bind(last as i64).execute(&mut *conn).await?;
+        sqlx::query("UPDATE meta SET revision = ? WHERE id = 1")
+            .bind(last as i64)
+            .execute(&mut *conn)
+            .await?;
         sqlx::query("INSERT INTO batches (last_revision, committed_at_ms) VALUES (?, ?)")
             .bind(last as i64)
             .bind(now_ms())
@@ -272,7 +326,10 @@ fn push_scope(query: &mut QueryBuilder<'_, Db>, scope: &Scope) {
 /// Appends one condition per selector requirement, answered from `kv_labels`.
 fn push_selector(query: &mut QueryBuilder<'_, Db>, scope: &Scope, selector: &LabelSelector) {
     for requirement in &selector.requirements {
-        let positive = matches!(requirement.operator, Operator::Equals | Operator::In | Operator::Exists);
+        let positive = matches!(
+            requirement.operator,
+            Operator::Equals | Operator::In | Operator::Exists
+        );
         if positive {
             query.push(" AND kv.revision IN (SELECT l.revision FROM kv_labels l WHERE l.resource = ");
             query.push_bind(scope.resource.clone());
@@ -299,7 +356,9 @@ fn push_selector(query: &mut QueryBuilder<'_, Db>, scope: &Scope, selector: &Lab
 impl Backend for Sqlite {
     async fn commit(&self, mutations: &[Mutation]) -> Result<Plan> {
         self.write(async |conn: &mut SqliteConnection| {
-            let base: i64 = sqlx::query_scalar("SELECT revision FROM meta WHERE id = 1").fetch_one(&mut *conn).await?;
+            let base: i64 = sqlx::query_scalar("SELECT revision FROM meta WHERE id = 1")
+                .fetch_one(&mut *conn)
+                .await?;
             let live = live_rows(conn, mutations).await?;
             let plan = plan_batch(to_u64(base)?, &live, mutations);
             write_plan(conn, &plan).await?;
@@ -330,8 +389,13 @@ impl Backend for Sqlite {
 
     async fn revisions(&self) -> Result<Revisions> {
         let (current, compacted): (i64, i64) =
-            sqlx::query_as("SELECT revision, compacted FROM meta WHERE id = 1").fetch_one(&self.readers).await?;
-        Ok(Revisions { current: to_u64(current)?, compacted: to_u64(compacted)? })
+            sqlx::query_as("SELECT revision, compacted FROM meta WHERE id = 1")
+                .fetch_one(&self.readers)
+                .await?;
+        Ok(Revisions {
+            current: to_u64(current)?,
+            compacted: to_u64(compacted)?,
+        })
     }
 
     async fn list(
@@ -346,10 +410,20 @@ impl Backend for Sqlite {
             QueryBuilder::new("SELECT cluster, namespace, name, revision, value FROM kv WHERE deleted = 0");
         push_scope(&mut query, scope);
         query.push(" AND revision <= ").push_bind(at as i64);
-        query.push(" AND (superseded IS NULL OR superseded > ").push_bind(at as i64).push(")");
+        query
+            .push(" AND (superseded IS NULL OR superseded > ")
+            .push_bind(at as i64)
+            .push(")");
         if let Some(after) = after {
-            query.push(" AND (cluster, namespace, name) > (").push_bind(after.cluster.clone());
-            query.push(", ").push_bind(after.namespace.clone()).push(", ").push_bind(after.name.clone()).push(")");
+            query
+                .push(" AND (cluster, namespace, name) > (")
+                .push_bind(after.cluster.clone());
+            query
+                .push(", ")
+                .push_bind(after.namespace.clone())
+                .push(", ")
+                .push_bind(after.name.clone())
+                .push(")");
         }
         push_selector(&mut query, scope, selector);
         query.push(" ORDER BY cluster, namespace, name");
@@ -376,11 +450,20 @@ impl Backend for Sqlite {
             .collect()
     }
 
-    async fn history(&self, scope: Option<&Scope>, after: u64, up_to: u64, limit: u64) -> Result<Vec<HistoryRow>> {
+    async fn history(
+        &self,
+        scope: Option<&Scope>,
+        after: u64,
+        up_to: u64,
+        limit: u64,
+    ) -> Result<Vec<HistoryRow>> {
         let mut query: QueryBuilder<Db> = QueryBuilder::new(
             "SELECT revision, cluster, resource, namespace, name, value, prev_revision IS NULL, deleted FROM kv WHERE revision > ",
         );
-        query.push_bind(after as i64).push(" AND revision <= ").push_bind(up_to.min(i64::MAX as u64) as i64);
+        query
+            .push_bind(after as i64)
+            .push(" AND revision <= ")
+            .push_bind(up_to.min(i64::MAX as u64) as i64);
         if let Some(scope) = scope {
             push_scope(&mut query, scope);
         }
@@ -410,17 +493,24 @@ impl Backend for Sqlite {
     async fn compact(&self, policy: CompactionPolicy) -> Result<Compaction> {
         let revisions = self.revisions().await?;
         let cutoff = now_ms() - policy.window_ms.min(i64::MAX as u64) as i64;
-        let aged: Option<i64> = sqlx::query_scalar("SELECT max(last_revision) FROM batches WHERE committed_at_ms <= ?")
-            .bind(cutoff)
-            .fetch_one(&self.readers)
-            .await?;
+        let aged: Option<i64> =
+            sqlx::query_scalar("SELECT max(last_revision) FROM batches WHERE committed_at_ms <= ?")
+                .bind(cutoff)
+                .fetch_one(&self.readers)
+                .await?;
         let target = to_u64(aged.unwrap_or(0))?.min(revisions.current.saturating_sub(policy.min_revisions));
         if target <= revisions.compacted {
-            return Ok(Compaction { compacted_revision: revisions.compacted, removed_rows: 0 });
+            return Ok(Compaction {
+                compacted_revision: revisions.compacted,
+                removed_rows: 0,
+            });
         }
         // Publish the new floor first: from now on nobody relies on rows below it.
         self.write(async |conn: &mut SqliteConnection| {
-            sqlx::query("UPDATE meta SET compacted = max(compacted, ?) WHERE id = 1").bind(target as i64).execute(&mut *conn).await?;
+            sqlx::query("UPDATE meta SET compacted = max(compacted, ?) WHERE id = 1")
+                .bind(target as i64)
+                .execute(&mut *conn)
+                .await?;
             Ok(())
         })
         .await?;
@@ -456,11 +546,17 @@ impl Backend for Sqlite {
             tokio::task::yield_now().await;
         }
         self.write(async |conn: &mut SqliteConnection| {
-            sqlx::query("DELETE FROM batches WHERE last_revision < ?").bind(target as i64).execute(&mut *conn).await?;
+            sqlx::query("DELETE FROM batches WHERE last_revision < ?")
+                .bind(target as i64)
+                .execute(&mut *conn)
+                .await?;
             Ok(())
         })
         .await?;
-        Ok(Compaction { compacted_revision: target, removed_rows: removed })
+        Ok(Compaction {
+            compacted_revision: target,
+            removed_rows: removed,
+        })
     }
 
     async fn wait_for_remote_commit(&self) -> Option<u64> {

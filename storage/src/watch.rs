@@ -50,7 +50,12 @@ impl Hub {
         let (sender, _) = broadcast::channel(capacity);
         let (published_tx, published) = watch::channel(start);
         let (local_tx, local_rx) = mpsc::unbounded_channel();
-        let tailer = Tailer { backend, sender: sender.clone(), published: published_tx, last: start };
+        let tailer = Tailer {
+            backend,
+            sender: sender.clone(),
+            published: published_tx,
+            last: start,
+        };
         tokio::spawn(tailer.run(local_rx));
         (Hub { sender, published }, local_tx)
     }
@@ -58,7 +63,9 @@ impl Hub {
     /// Waits until `revision` has been published or `timeout` passes; returns whether it was.
     pub(crate) async fn wait_published(&self, revision: u64, timeout: Duration) -> bool {
         let mut published = self.published.clone();
-        tokio::time::timeout(timeout, published.wait_for(|p| *p >= revision)).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, published.wait_for(|p| *p >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Starts a watcher task; its events arrive on the returned stream.
@@ -109,7 +116,9 @@ impl Tailer {
 
     /// Publishes a batch this process committed, after any earlier rows other processes committed.
     async fn publish_local(&mut self, batch: Vec<HistoryRow>) {
-        let Some(first) = batch.first().map(|row| row.revision) else { return };
+        let Some(first) = batch.first().map(|row| row.revision) else {
+            return;
+        };
         if first > self.last + 1 {
             // The shard lock guarantees that every earlier revision is committed and visible.
             self.catch_up(first - 1).await;
@@ -118,7 +127,11 @@ impl Tailer {
             if row.revision == self.last + 1 {
                 self.publish(row);
             } else if row.revision > self.last + 1 {
-                warn!(expected = self.last + 1, got = row.revision, "history gap after catch-up; watchers must relist");
+                warn!(
+                    expected = self.last + 1,
+                    got = row.revision,
+                    "history gap after catch-up; watchers must relist"
+                );
                 self.reset(row.revision);
             }
         }
@@ -137,7 +150,11 @@ impl Tailer {
             let count = rows.len() as u64;
             for row in rows {
                 if row.revision != self.last + 1 {
-                    warn!(expected = self.last + 1, got = row.revision, "history gap; watchers must relist");
+                    warn!(
+                        expected = self.last + 1,
+                        got = row.revision,
+                        "history gap; watchers must relist"
+                    );
                     self.reset(row.revision - 1);
                 }
                 self.publish(row);
@@ -225,18 +242,28 @@ impl Watcher {
             Err(err) => return Err(self.fail(err).await),
         };
         if self.position < revisions.compacted {
-            let error = Error::Expired { requested: self.position, compacted: revisions.compacted };
+            let error = Error::Expired {
+                requested: self.position,
+                compacted: revisions.compacted,
+            };
             return Err(self.fail(error).await);
         }
         while self.position < revisions.current {
-            let rows = match self.backend.history(Some(&self.scope), self.position, revisions.current, HISTORY_PAGE).await {
+            let rows = match self
+                .backend
+                .history(Some(&self.scope), self.position, revisions.current, HISTORY_PAGE)
+                .await
+            {
                 Ok(rows) => rows,
                 Err(err) => return Err(self.fail(err).await),
             };
             // Rows read before compaction moved past our position are complete; after, they may not be.
             match self.backend.revisions().await {
                 Ok(now) if now.compacted > self.position => {
-                    let error = Error::Expired { requested: self.position, compacted: now.compacted };
+                    let error = Error::Expired {
+                        requested: self.position,
+                        compacted: now.compacted,
+                    };
                     return Err(self.fail(error).await);
                 }
                 Ok(_) => {}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Sets up what the tests need on a fresh Debian machine, then runs every test:
+# formatting and lints, unit tests, and the storage contract suite on SQLite and on a throwaway
+# PostgreSQL that this script starts in a temp dir and stops by pid.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+need_apt=()
+pg_bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+[ -n "$pg_bindir" ] && [ -x "$pg_bindir/postgres" ] || need_apt+=(postgresql)
+command -v setpriv >/dev/null || need_apt+=(util-linux)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  pg_bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+fi
+if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
+  rustup component add clippy rustfmt
+fi
+
+work=$(mktemp -d /tmp/coxswain-test.XXXXXX)
+pg_pid=""
+cleanup() {
+  if [ -n "$pg_pid" ]; then
+    kill -INT "$pg_pid" 2>/dev/null || true
+    while kill -0 "$pg_pid" 2>/dev/null; do sleep 0.1; done
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+log "starting a throwaway PostgreSQL ($pg_bindir) in $work"
+pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$work/pg"
+as_postgres=()
+if [ "$(id -u)" = 0 ]; then
+  chown postgres:postgres "$work" "$work/pg"
+  chmod 755 "$work"
+  as_postgres=(setpriv --reuid=postgres --regid=postgres --init-groups)
+fi
+"${as_postgres[@]}" "$pg_bindir/initdb" -D "$work/pg" -U postgres -A trust --no-sync >"$work/initdb.log"
+"${as_postgres[@]}" "$pg_bindir/postgres" -D "$work/pg" -k "$work" -p "$pg_port" \
+  -c listen_addresses=127.0.0.1 -c max_connections=300 >"$work/postgres.log" 2>&1 &
+pg_pid=$!
+for _ in $(seq 100); do
+  "$pg_bindir/pg_isready" -q -h 127.0.0.1 -p "$pg_port" && break
+  sleep 0.1
+done
+"$pg_bindir/pg_isready" -h 127.0.0.1 -p "$pg_port"
+export COXSWAIN_TEST_POSTGRES_URL="postgresql://postgres@127.0.0.1:$pg_port/postgres"
+export COXSWAIN_TEST_PG_BINDIR="$pg_bindir"
+
+log "cargo fmt --check"
+cargo fmt --all --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+log "cargo test (unit tests; storage contract suite on SQLite and PostgreSQL)"
+cargo test --workspace --all-features -- --test-threads=4
+log "all tests passed"

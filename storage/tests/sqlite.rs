@@ -1,0 +1,75 @@
+//! The storage contract suite against the SQLite backend (a fresh file per test).
+
+use coxswain_storage::testing::{self, TestBackend};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_crud() {
+    testing::run_crud(&TestBackend::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_writers_and_watchers() {
+    testing::run_concurrent_writers_and_watchers(&TestBackend::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_guaranteed_update_counter() {
+    testing::run_guaranteed_update_counter(&TestBackend::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_updates_one_wins() {
+    testing::run_concurrent_updates_one_wins(&TestBackend::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_paginated_list_snapshot() {
+    testing::run_paginated_list_snapshot(&TestBackend::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_isolation() {
+    testing::run_isolation(&TestBackend::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_label_selectors() {
+    testing::run_label_selectors(&TestBackend::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_compaction() {
+    testing::run_compaction(&TestBackend::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_progress_and_revisions() {
+    testing::run_progress_and_revisions(&TestBackend::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reopen() {
+    testing::run_reopen(&TestBackend::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_crash_recovery() {
+    testing::run_crash_recovery(&TestBackend::sqlite(), "crash_child").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_refuses_bad_files() {
+    testing::run_sqlite_refuses_bad_files().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_shared_file() {
+    testing::run_shared_database(&TestBackend::sqlite()).await;
+}
+
+/// Not a test: the child process that `sqlite_crash_recovery` starts and kills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "child process of the crash test"]
+async fn crash_child() {
+    testing::crash_child_main().await;
+}

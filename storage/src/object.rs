@@ -71,13 +71,17 @@ impl Preconditions {
     }
 }
 
-/// A value checked and parsed before it reaches the sequencer, so that the sequencer's only work per
-/// object is to stamp the revision and serialise.
+/// A value checked and serialised before it reaches the sequencer, so that the sequencer's only
+/// work per object is to splice the revision in: `body` is the object's JSON without
+/// `metadata.resourceVersion`, and `revision_at` is the offset just inside `metadata`'s `{`.
 #[derive(Debug, Clone)]
 pub(crate) struct PreparedValue {
-    object: Map<String, Value>,
+    body: Vec<u8>,
+    revision_at: usize,
+    metadata_empty: bool,
     pub(crate) uid: Option<String>,
     pub(crate) labels: Labels,
+    pub(crate) labels_json: String,
 }
 
 impl PreparedValue {
@@ -88,30 +92,75 @@ impl PreparedValue {
     }
 
     pub(crate) fn from_json(value: Value) -> Result<Self> {
-        let Value::Object(object) = value else {
+        let Value::Object(mut object) = value else {
             return Err(Error::InvalidValue("value must be a JSON object".into()));
         };
-        let (uid, labels) = match object.get("metadata") {
-            None => (None, Labels::new()),
-            Some(Value::Object(metadata)) => {
-                let uid = match metadata.get("uid") {
-                    None | Some(Value::Null) => None,
-                    Some(Value::String(uid)) => Some(uid.clone()),
-                    Some(_) => return Err(Error::InvalidValue("metadata.uid must be a string".into())),
-                };
-                (uid, labels_of(metadata)?)
-            }
+        let metadata = match object.remove("metadata") {
+            None => Map::new(),
+            Some(Value::Object(metadata)) => metadata,
             Some(_) => return Err(Error::InvalidValue("metadata must be an object".into())),
         };
-        Ok(Self { object, uid, labels })
+        let uid = match metadata.get("uid") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(uid)) => Some(uid.clone()),
+            Some(_) => return Err(Error::InvalidValue("metadata.uid must be a string".into())),
+        };
+        let labels = labels_of(&metadata)?;
+        let labels_json = serde_json::to_string(&labels).unwrap_or_else(|_| "{}".into());
+
+        // Serialise with `metadata` first and its `resourceVersion` left out, remembering where it goes.
+        let mut body = Vec::with_capacity(256);
+        body.extend_from_slice(b"{\"metadata\":{");
+        let revision_at = body.len();
+        let mut metadata_empty = true;
+        for (key, value) in metadata
+            .iter()
+            .filter(|(key, _)| key.as_str() != "resourceVersion")
+        {
+            if !metadata_empty {
+                body.push(b',');
+            }
+            metadata_empty = false;
+            put(&mut body, key);
+            body.push(b':');
+            put(&mut body, value);
+        }
+        body.push(b'}');
+        for (key, value) in &object {
+            body.push(b',');
+            put(&mut body, key);
+            body.push(b':');
+            put(&mut body, value);
+        }
+        body.push(b'}');
+        Ok(Self {
+            body,
+            revision_at,
+            metadata_empty,
+            uid,
+            labels,
+            labels_json,
+        })
     }
 
     /// The object's JSON with `metadata.resourceVersion` set to `revision`.
     pub(crate) fn stamped(&self, revision: u64) -> Bytes {
-        let mut object = self.object.clone();
-        set_resource_version(&mut object, revision);
-        Bytes::from(serde_json::to_vec(&object).unwrap_or_default())
+        let mut out = Vec::with_capacity(self.body.len() + 40);
+        out.extend_from_slice(&self.body[..self.revision_at]);
+        out.extend_from_slice(b"\"resourceVersion\":\"");
+        out.extend_from_slice(revision.to_string().as_bytes());
+        out.push(b'"');
+        if !self.metadata_empty {
+            out.push(b',');
+        }
+        out.extend_from_slice(&self.body[self.revision_at..]);
+        Bytes::from(out)
     }
+}
+
+/// Appends `value`'s JSON to `out`. Serialising strings and `Value`s into a `Vec` cannot fail.
+fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let _ = serde_json::to_writer(out, value);
 }
 
 fn labels_of(metadata: &Map<String, Value>) -> Result<Labels> {
@@ -181,6 +230,24 @@ mod tests {
         assert_eq!(value["metadata"]["resourceVersion"], "42");
         assert_eq!(value["metadata"]["name"], "a");
         assert_eq!(value["kind"], "ConfigMap");
+        // An old resourceVersion is replaced, an absent or empty metadata gets one.
+        for (input, expected) in [
+            (
+                r#"{"metadata":{"resourceVersion":"7","name":"b"}}"#,
+                r#"{"metadata":{"resourceVersion":"9","name":"b"}}"#,
+            ),
+            (
+                r#"{"kind":"X"}"#,
+                r#"{"metadata":{"resourceVersion":"9"},"kind":"X"}"#,
+            ),
+            (
+                r#"{"metadata":{},"a":[1,{"b":null}]}"#,
+                r#"{"metadata":{"resourceVersion":"9"},"a":[1,{"b":null}]}"#,
+            ),
+        ] {
+            let stamped = PreparedValue::parse(input.as_bytes()).unwrap().stamped(9);
+            assert_eq!(std::str::from_utf8(&stamped).unwrap(), expected);
+        }
     }
 
     #[test]

@@ -30,6 +30,9 @@ const MIGRATION_LOCK: i64 = 0x636f_7873_7761_696e;
 pub(crate) struct Postgres {
     pool: PgPool,
     listener: Mutex<Option<PgListener>>,
+    /// The revision after this process's last write: a batch planned on it is current unless another
+    /// process wrote since, which the write statement detects.
+    known_revision: Mutex<Option<u64>>,
 }
 
 impl Postgres {
@@ -46,6 +49,8 @@ impl Postgres {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
+            // A broken connection fails its first statement instead; this saves a round trip per batch.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(|err| {
@@ -57,6 +62,7 @@ impl Postgres {
         Ok(Self {
             pool,
             listener: Mutex::new(None),
+            known_revision: Mutex::new(None),
         })
     }
 }
@@ -153,94 +159,187 @@ fn push_selector(query: &mut QueryBuilder<'_, Db>, selector: &LabelSelector) {
     }
 }
 
-#[async_trait]
-impl Backend for Postgres {
-    async fn commit(&self, mutations: &[Mutation]) -> Result<Plan> {
-        let mut tx = self.pool.begin().await?;
-        let base: i64 = sqlx::query_scalar("SELECT revision FROM meta WHERE id = 1 FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await?;
+/// The live rows of the mutated keys and the revision they are current at, read in one statement
+/// (so one snapshot).
+const LOOKUP: &str = "WITH m AS (SELECT revision FROM meta WHERE id = 1), \
+     live AS (SELECT kv.revision, kv.cluster, kv.resource, kv.namespace, kv.name, kv.create_revision, kv.uid, kv.value, kv.labels::text AS labels \
+              FROM kv JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(c, r, ns, n) \
+              ON kv.cluster = k.c AND kv.resource = k.r AND kv.namespace = k.ns AND kv.name = k.n \
+              WHERE kv.superseded IS NULL) \
+     SELECT m.revision, live.* FROM m LEFT JOIN live ON true";
 
+/// Writes a planned batch if and only if the shard is still at the revision it was planned on and
+/// none of the keys in `$19..$22` (creates planned without a lookup) is live: the `meta` update
+/// re-checks `revision = $15` after waiting for any concurrent writer's row lock, and every other
+/// part runs only if it matched. Returns one row when the batch was written.
+const WRITE: &str = "WITH clash AS ( \
+         SELECT 1 FROM kv JOIN unnest($19::text[], $20::text[], $21::text[], $22::text[]) AS k(c, r, ns, n) \
+         ON kv.cluster = k.c AND kv.resource = k.r AND kv.namespace = k.ns AND kv.name = k.n \
+         WHERE kv.superseded IS NULL LIMIT 1), \
+     counter AS (UPDATE meta SET revision = $16 WHERE id = 1 AND revision = $15 AND NOT EXISTS (SELECT 1 FROM clash) RETURNING 1), \
+     superseded AS ( \
+         UPDATE kv SET superseded = u.s FROM unnest($13::int8[], $14::int8[]) AS u(r, s) \
+         WHERE kv.revision = u.r AND EXISTS (SELECT 1 FROM counter)), \
+     inserted AS ( \
+         INSERT INTO kv (revision, cluster, resource, namespace, name, value, labels, uid, create_revision, prev_revision, deleted, superseded) \
+         SELECT r, c, res, ns, n, v, l::jsonb, u, cr, pr, d, s FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], \
+         $6::bytea[], $7::text[], $8::text[], $9::int8[], $10::int8[], $11::bool[], $12::int8[]) AS t(r, c, res, ns, n, v, l, u, cr, pr, d, s) \
+         WHERE EXISTS (SELECT 1 FROM counter)), \
+     batch AS (INSERT INTO batches (last_revision, committed_at_ms) SELECT $16, $17 FROM counter) \
+     SELECT pg_notify($18, $16::text) FROM counter";
+
+/// The keys of a batch made only of creates of distinct keys, which can be planned without a lookup.
+fn distinct_creates(mutations: &[Mutation]) -> Option<Vec<&ObjectKey>> {
+    let mut keys = Vec::with_capacity(mutations.len());
+    for mutation in mutations {
+        match mutation {
+            Mutation::Create { key, .. } => keys.push(key),
+            _ => return None,
+        }
+    }
+    keys.sort();
+    let before = keys.len();
+    keys.dedup();
+    (keys.len() == before).then_some(keys)
+}
+
+/// Optimistic attempts before a batch takes the shard lock up front.
+const OPTIMISTIC_ATTEMPTS: usize = 2;
+
+impl Postgres {
+    async fn remember(&self, revision: u64) {
+        *self.known_revision.lock().await = Some(revision);
+    }
+
+    /// Reads the base revision and the live rows of the mutated keys.
+    async fn lookup<'c, E>(executor: E, mutations: &[Mutation]) -> Result<(u64, HashMap<ObjectKey, LiveRow>)>
+    where
+        E: sqlx::Executor<'c, Database = Db>,
+    {
         let mut keys: Vec<&ObjectKey> = mutations.iter().map(Mutation::key).collect();
         keys.sort();
         keys.dedup();
-        let rows = sqlx::query(
-            "SELECT kv.revision, kv.cluster, kv.resource, kv.namespace, kv.name, kv.create_revision, kv.uid, kv.value, kv.labels::text \
-             FROM kv JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(c, r, ns, n) \
-             ON kv.cluster = k.c AND kv.resource = k.r AND kv.namespace = k.ns AND kv.name = k.n \
-             WHERE kv.superseded IS NULL",
-        )
-        .bind(keys.iter().map(|k| k.cluster.as_str()).collect::<Vec<_>>())
-        .bind(keys.iter().map(|k| k.resource.as_str()).collect::<Vec<_>>())
-        .bind(keys.iter().map(|k| k.namespace.as_str()).collect::<Vec<_>>())
-        .bind(keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query(LOOKUP)
+            .bind(keys.iter().map(|k| k.cluster.as_str()).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.resource.as_str()).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.namespace.as_str()).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>())
+            .fetch_all(executor)
+            .await?;
+        let mut base = None;
         let mut live = HashMap::with_capacity(rows.len());
         for row in rows {
+            base = Some(to_u64(row.try_get(0)?)?);
+            let Some(revision) = row.try_get::<Option<i64>, _>(1)? else {
+                continue;
+            };
             live.insert(
                 ObjectKey::new(
-                    row.try_get::<String, _>(1)?,
                     row.try_get::<String, _>(2)?,
                     row.try_get::<String, _>(3)?,
                     row.try_get::<String, _>(4)?,
+                    row.try_get::<String, _>(5)?,
                 ),
                 LiveRow {
-                    revision: to_u64(row.try_get(0)?)?,
-                    create_revision: to_u64(row.try_get(5)?)?,
-                    uid: row.try_get(6)?,
-                    value: Bytes::from(row.try_get::<Vec<u8>, _>(7)?),
-                    labels_json: row.try_get(8)?,
+                    revision: to_u64(revision)?,
+                    create_revision: to_u64(row.try_get(6)?)?,
+                    uid: row.try_get(7)?,
+                    value: Bytes::from(row.try_get::<Vec<u8>, _>(8)?),
+                    labels_json: row.try_get(9)?,
                 },
             );
         }
+        let base = base.ok_or_else(|| Error::Corrupt("the meta row is missing".into()))?;
+        Ok((base, live))
+    }
 
-        let plan = plan_batch(to_u64(base)?, &live, mutations);
+    /// Runs [`WRITE`] for `plan` planned on `base`, assuming the keys in `unchecked` are not live;
+    /// true when it was written.
+    async fn write<'c, E>(executor: E, base: u64, plan: &Plan, unchecked: &[&ObjectKey]) -> Result<bool>
+    where
+        E: sqlx::Executor<'c, Database = Db>,
+    {
         let Some(last) = plan.last_revision() else {
-            tx.rollback().await?;
-            return Ok(plan);
+            return Ok(true);
         };
-        if !plan.supersede.is_empty() {
-            sqlx::query(
-                "UPDATE kv SET superseded = u.s FROM unnest($1::int8[], $2::int8[]) AS u(r, s) WHERE kv.revision = u.r",
+        let rows = &plan.rows;
+        let written = sqlx::query(WRITE)
+            .bind(rows.iter().map(|r| r.revision as i64).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.key.cluster.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.key.resource.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.key.namespace.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.key.name.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.value.as_ref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.labels_json.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.uid.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.create_revision as i64).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.prev_revision.map(|p| p as i64))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|r| r.deleted).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.superseded.map(|s| s as i64))
+                    .collect::<Vec<_>>(),
             )
             .bind(plan.supersede.iter().map(|(r, _)| *r as i64).collect::<Vec<_>>())
             .bind(plan.supersede.iter().map(|(_, s)| *s as i64).collect::<Vec<_>>())
+            .bind(base as i64)
+            .bind(last as i64)
+            .bind(now_ms())
+            .bind(CHANNEL)
+            .bind(unchecked.iter().map(|k| k.cluster.as_str()).collect::<Vec<_>>())
+            .bind(unchecked.iter().map(|k| k.resource.as_str()).collect::<Vec<_>>())
+            .bind(unchecked.iter().map(|k| k.namespace.as_str()).collect::<Vec<_>>())
+            .bind(unchecked.iter().map(|k| k.name.as_str()).collect::<Vec<_>>())
+            .fetch_optional(executor)
+            .await?;
+        Ok(written.is_some())
+    }
+}
+
+#[async_trait]
+impl Backend for Postgres {
+    /// Fastest first: a batch of creates of distinct keys, on the revision this process last wrote,
+    /// is planned without reading anything and written in one autocommit statement that checks the
+    /// keys are free and the revision unchanged (one round trip). Otherwise read the live rows, plan,
+    /// and write the same way (two round trips, no lock held between them). If another process keeps
+    /// winning, take the shard lock first and plan under it.
+    async fn commit(&self, mutations: &[Mutation]) -> Result<Plan> {
+        let known = *self.known_revision.lock().await;
+        if let Some(base) = known
+            && let Some(keys) = distinct_creates(mutations)
+        {
+            let plan = plan_batch(base, &HashMap::new(), mutations);
+            if Self::write(&self.pool, base, &plan, &keys).await? {
+                self.remember(plan.last_revision().unwrap_or(base)).await;
+                return Ok(plan);
+            }
+        }
+        for _ in 0..OPTIMISTIC_ATTEMPTS {
+            let (base, live) = Self::lookup(&self.pool, mutations).await?;
+            let plan = plan_batch(base, &live, mutations);
+            if Self::write(&self.pool, base, &plan, &[]).await? {
+                self.remember(plan.last_revision().unwrap_or(base)).await;
+                return Ok(plan);
+            }
+            debug!(base, "another writer committed first; planning the batch again");
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT revision FROM meta WHERE id = 1 FOR UPDATE")
             .execute(&mut *tx)
             .await?;
+        let (base, live) = Self::lookup(&mut *tx, mutations).await?;
+        let plan = plan_batch(base, &live, mutations);
+        if !Self::write(&mut *tx, base, &plan, &[]).await? {
+            return Err(Error::Corrupt(
+                "the revision counter moved while its row was locked".into(),
+            ));
         }
-        let rows = &plan.rows;
-        sqlx::query(
-            "INSERT INTO kv (revision, cluster, resource, namespace, name, value, labels, uid, create_revision, prev_revision, deleted, superseded) \
-             SELECT r, c, res, ns, n, v, l::jsonb, u, cr, pr, d, s FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], \
-             $6::bytea[], $7::text[], $8::text[], $9::int8[], $10::int8[], $11::bool[], $12::int8[]) \
-             AS t(r, c, res, ns, n, v, l, u, cr, pr, d, s)",
-        )
-        .bind(rows.iter().map(|r| r.revision as i64).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.key.cluster.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.key.resource.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.key.namespace.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.key.name.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.value.as_ref()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.labels_json.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.uid.as_deref()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.create_revision as i64).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.prev_revision.map(|p| p as i64)).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.deleted).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.superseded.map(|s| s as i64)).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "WITH m AS (UPDATE meta SET revision = $1 WHERE id = 1), \
-                  b AS (INSERT INTO batches (last_revision, committed_at_ms) VALUES ($1, $2)) \
-             SELECT pg_notify($3, $1::text)",
-        )
-        .bind(last as i64)
-        .bind(now_ms())
-        .bind(CHANNEL)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
+        self.remember(plan.last_revision().unwrap_or(base)).await;
         Ok(plan)
     }
 

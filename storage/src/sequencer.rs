@@ -171,7 +171,7 @@ fn new_version(key: &ObjectKey, value: &PreparedValue, revision: u64, current: O
         key: key.clone(),
         value: value.stamped(revision),
         labels: value.labels.clone(),
-        labels_json: serde_json::to_string(&value.labels).unwrap_or_else(|_| "{}".into()),
+        labels_json: value.labels_json.clone(),
         uid: value.uid.clone(),
         create_revision: current.map_or(revision, |c| c.create_revision),
         prev_revision: current.map(|c| c.revision),
@@ -203,6 +203,27 @@ pub(crate) struct Request {
     pub reply: oneshot::Sender<Result<StoredObject>>,
 }
 
+/// Rounds of yielding that bring no new request before a batch is closed.
+const IDLE_ROUNDS: usize = 3;
+
+/// Group commit: gives writers that are about to submit (typically those the previous batch just
+/// acknowledged) a few scheduler rounds to join this batch, so that a closed loop of N writers
+/// settles into batches of about N instead of alternating between 1 and N-1.
+async fn gather(requests: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
+    let mut idle = 0;
+    while idle < IDLE_ROUNDS && batch.len() < MAX_BATCH {
+        tokio::task::yield_now().await;
+        let before = batch.len();
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        idle = if batch.len() == before { idle + 1 } else { 0 };
+    }
+}
+
 /// Runs the sequencer until every sender is gone: batches requests, commits, acknowledges, and passes
 /// each committed batch's rows to `committed` in revision order.
 pub(crate) async fn run(
@@ -212,6 +233,7 @@ pub(crate) async fn run(
 ) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        gather(&mut requests, &mut batch).await;
         let mutations: Vec<Mutation> = batch.iter().map(|request| request.mutation.clone()).collect();
         match backend.commit(&mutations).await {
             Ok(plan) => {

@@ -105,7 +105,12 @@ impl SqlStore {
     }
 
     pub async fn open_postgres(url: &str, options: StoreOptions) -> Result<Self> {
-        let backend = Postgres::open(url, options.postgres_max_connections, options.postgres_acquire_timeout).await?;
+        let backend = Postgres::open(
+            url,
+            options.postgres_max_connections,
+            options.postgres_acquire_timeout,
+        )
+        .await?;
         info!("opened PostgreSQL store");
         Self::start(Arc::new(backend), "postgres", options).await
     }

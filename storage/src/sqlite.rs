@@ -1,6 +1,6 @@
 //! The SQLite backend: one database file under the data dir, WAL with `synchronous=FULL`. One writer
 //! connection, used only by the sequencer and compaction under `BEGIN IMMEDIATE`; a small pool of
-//! readers. Label selectors are answered from the `kv_labels` index table.
+//! readers. Positive label requirements are answered from the `kv_labels` index table.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,16 +23,17 @@ use crate::key::{ClusterScope, ObjectKey, Scope};
 use crate::migrate::{self, Found};
 use crate::object::StoredObject;
 use crate::selector::{LabelSelector, Operator};
-use crate::sequencer::{Mutation, Plan, plan_batch};
+use crate::sequencer::{Mutation, NewRow, Plan, plan_batch};
 
+/// How often committed WAL frames are copied into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 /// Rows per multi-row INSERT (11 parameters each; SQLite allows 32766).
 const INSERT_CHUNK: usize = 200;
-/// Keys per live-row lookup.
-const LOOKUP_CHUNK: usize = 250;
 
 #[derive(Debug)]
 pub(crate) struct Sqlite {
     path: PathBuf,
+    checkpointer: tokio::task::JoinHandle<()>,
     writer: Mutex<SqliteConnection>,
     readers: SqlitePool,
 }
@@ -59,7 +60,9 @@ impl Sqlite {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(false)
             .pragma("cache_size", "-65536");
-        let mut writer = SqliteConnection::connect_with(&options)
+        // The writer never checkpoints: a background task does, so commits only append to the WAL.
+        let writer_options = options.clone().pragma("wal_autocheckpoint", "0");
+        let mut writer = SqliteConnection::connect_with(&writer_options)
             .await
             .map_err(|err| open_error(&shown, err))?;
         migrate(&mut writer, &shown).await?;
@@ -69,8 +72,10 @@ impl Sqlite {
             .connect_with(options)
             .await
             .map_err(|err| open_error(&shown, err))?;
+        let checkpointer = tokio::spawn(checkpoint_periodically(readers.clone()));
         Ok(Self {
             path: path.to_path_buf(),
+            checkpointer,
             writer: Mutex::new(writer),
             readers,
         })
@@ -96,6 +101,28 @@ impl Sqlite {
                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
                 Err(err)
             }
+        }
+    }
+}
+
+impl Drop for Sqlite {
+    fn drop(&mut self) {
+        self.checkpointer.abort();
+    }
+}
+
+/// Copies committed WAL frames into the database file off the write path (PASSIVE: never blocks the
+/// writer or readers).
+async fn checkpoint_periodically(readers: SqlitePool) {
+    let mut interval = tokio::time::interval(CHECKPOINT_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&readers)
+            .await
+        {
+            tracing::warn!(error = %err, "WAL checkpoint failed; will retry");
         }
     }
 }
@@ -201,72 +228,86 @@ fn to_u64(value: i64) -> Result<u64> {
     u64::try_from(value).map_err(|_| Error::Corrupt(format!("negative revision {value}")))
 }
 
-async fn live_rows(
+/// Opens the write transaction and reads the base revision and the live rows of the mutated keys,
+/// in one call to the connection's worker.
+async fn begin_and_lookup(
     conn: &mut SqliteConnection,
     mutations: &[Mutation],
-) -> Result<HashMap<ObjectKey, LiveRow>> {
+) -> Result<(u64, HashMap<ObjectKey, LiveRow>)> {
     let mut keys: Vec<&ObjectKey> = mutations.iter().map(Mutation::key).collect();
     keys.sort();
     keys.dedup();
-    let mut live = HashMap::new();
-    for chunk in keys.chunks(LOOKUP_CHUNK) {
-        let mut query: QueryBuilder<Db> = QueryBuilder::new(
-            "SELECT revision, cluster, resource, namespace, name, create_revision, uid, value, labels FROM kv \
-             WHERE superseded IS NULL AND (cluster, resource, namespace, name) IN (VALUES ",
-        );
-        for (index, key) in chunk.iter().enumerate() {
-            if index > 0 {
-                query.push(", ");
-            }
-            query
-                .push("(")
-                .push_bind(&key.cluster)
-                .push(", ")
-                .push_bind(&key.resource);
-            query
-                .push(", ")
-                .push_bind(&key.namespace)
-                .push(", ")
-                .push_bind(&key.name)
-                .push(")");
+    let mut query: QueryBuilder<Db> = QueryBuilder::new(
+        "BEGIN IMMEDIATE; SELECT m.revision, kv.revision, kv.cluster, kv.resource, kv.namespace, kv.name, \
+         kv.create_revision, kv.uid, kv.value, kv.labels FROM meta m LEFT JOIN kv ON kv.superseded IS NULL \
+         AND (kv.cluster, kv.resource, kv.namespace, kv.name) IN (VALUES ",
+    );
+    for (index, key) in keys.iter().enumerate() {
+        if index > 0 {
+            query.push(", ");
         }
-        query.push(")");
-        for row in query.build().fetch_all(&mut *conn).await? {
-            let key = ObjectKey::new(
-                row.try_get::<String, _>(1)?,
+        query
+            .push("(")
+            .push_bind(&key.cluster)
+            .push(", ")
+            .push_bind(&key.resource);
+        query
+            .push(", ")
+            .push_bind(&key.namespace)
+            .push(", ")
+            .push_bind(&key.name)
+            .push(")");
+    }
+    query.push(") WHERE m.id = 1");
+    let mut base = None;
+    let mut live = HashMap::new();
+    for row in query.build().persistent(false).fetch_all(&mut *conn).await? {
+        base = Some(to_u64(row.try_get(0)?)?);
+        let Some(revision) = row.try_get::<Option<i64>, _>(1)? else {
+            continue;
+        };
+        live.insert(
+            ObjectKey::new(
                 row.try_get::<String, _>(2)?,
                 row.try_get::<String, _>(3)?,
                 row.try_get::<String, _>(4)?,
-            );
-            live.insert(
-                key,
-                LiveRow {
-                    revision: to_u64(row.try_get(0)?)?,
-                    create_revision: to_u64(row.try_get(5)?)?,
-                    uid: row.try_get(6)?,
-                    value: Bytes::from(row.try_get::<Vec<u8>, _>(7)?),
-                    labels_json: row.try_get(8)?,
-                },
-            );
-        }
+                row.try_get::<String, _>(5)?,
+            ),
+            LiveRow {
+                revision: to_u64(revision)?,
+                create_revision: to_u64(row.try_get(6)?)?,
+                uid: row.try_get(7)?,
+                value: Bytes::from(row.try_get::<Vec<u8>, _>(8)?),
+                labels_json: row.try_get(9)?,
+            },
+        );
     }
-    Ok(live)
+    let base = base.ok_or_else(|| Error::Corrupt("the meta row is missing".into()))?;
+    Ok((base, live))
 }
 
-async fn write_plan(conn: &mut SqliteConnection, plan: &Plan) -> Result<()> {
+/// Writes a planned batch and commits, in one call to the connection's worker.
+async fn write_and_commit(conn: &mut SqliteConnection, plan: &Plan) -> Result<()> {
+    let mut query: QueryBuilder<Db> = QueryBuilder::new("");
     for (revision, superseded) in &plan.supersede {
-        sqlx::query("UPDATE kv SET superseded = ? WHERE revision = ?")
-            .bind(*superseded as i64)
-            .bind(*revision as i64)
-            .execute(&mut *conn)
-            .await?;
+        query
+            .push("UPDATE kv SET superseded = ")
+            .push_bind(*superseded as i64);
+        query
+            .push(" WHERE revision = ")
+            .push_bind(*revision as i64)
+            .push("; ");
     }
     for chunk in plan.rows.chunks(INSERT_CHUNK) {
-        let mut query: QueryBuilder<Db> = QueryBuilder::new(
-            "INSERT INTO kv (revision, cluster, resource, namespace, name, value, labels, uid, create_revision, prev_revision, deleted, superseded) ",
+        query.push(
+            "INSERT INTO kv (revision, cluster, resource, namespace, name, value, labels, uid, create_revision, \
+             prev_revision, deleted, superseded) VALUES ",
         );
-        query.push_values(chunk, |mut b, row| {
-            b.push_bind(row.revision as i64)
+        for (index, row) in chunk.iter().enumerate() {
+            query.push(if index == 0 { "(" } else { ", (" });
+            let mut values = query.separated(", ");
+            values
+                .push_bind(row.revision as i64)
                 .push_bind(&row.key.cluster)
                 .push_bind(&row.key.resource)
                 .push_bind(&row.key.namespace)
@@ -278,37 +319,42 @@ async fn write_plan(conn: &mut SqliteConnection, plan: &Plan) -> Result<()> {
                 .push_bind(row.prev_revision.map(|r| r as i64))
                 .push_bind(row.deleted)
                 .push_bind(row.superseded.map(|r| r as i64));
-        });
-        query.build().execute(&mut *conn).await?;
+            query.push(")");
+        }
+        query.push("; ");
     }
-    let labels: Vec<(&crate::sequencer::NewRow, &String, &String)> = plan
+    let labels: Vec<(&NewRow, &String, &String)> = plan
         .rows
         .iter()
         .flat_map(|row| row.labels.iter().map(move |(k, v)| (row, k, v)))
         .collect();
     for chunk in labels.chunks(INSERT_CHUNK * 2) {
-        let mut query: QueryBuilder<Db> =
-            QueryBuilder::new("INSERT INTO kv_labels (revision, key, value, cluster, resource) ");
-        query.push_values(chunk, |mut b, (row, key, value)| {
-            b.push_bind(row.revision as i64)
+        query.push("INSERT INTO kv_labels (resource, key, value, cluster, revision) VALUES ");
+        for (index, (row, key, value)) in chunk.iter().enumerate() {
+            query.push(if index == 0 { "(" } else { ", (" });
+            let mut values = query.separated(", ");
+            values
+                .push_bind(&row.key.resource)
                 .push_bind(*key)
                 .push_bind(*value)
                 .push_bind(&row.key.cluster)
-                .push_bind(&row.key.resource);
-        });
-        query.build().execute(&mut *conn).await?;
+                .push_bind(row.revision as i64);
+            query.push(")");
+        }
+        query.push("; ");
     }
     if let Some(last) = plan.last_revision() {
-        sqlx::query("UPDATE meta SET revision = ? WHERE id = 1")
-            .bind(last as i64)
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("INSERT INTO batches (last_revision, committed_at_ms) VALUES (?, ?)")
-            .bind(last as i64)
-            .bind(now_ms())
-            .execute(&mut *conn)
-            .await?;
+        query
+            .push("UPDATE meta SET revision = ")
+            .push_bind(last as i64)
+            .push(" WHERE id = 1; ");
+        query
+            .push("INSERT INTO batches (last_revision, committed_at_ms) VALUES (")
+            .push_bind(last as i64);
+        query.push(", ").push_bind(now_ms()).push("); ");
     }
+    query.push("COMMIT");
+    query.build().persistent(false).execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -323,7 +369,8 @@ fn push_scope(query: &mut QueryBuilder<'_, Db>, scope: &Scope) {
     }
 }
 
-/// Appends one condition per selector requirement, answered from `kv_labels`.
+/// Appends one condition per selector requirement: `=`, `in` and exists from the `kv_labels` index,
+/// `!=`, `notin` and does-not-exist (never selective) from the row's own `labels`.
 fn push_selector(query: &mut QueryBuilder<'_, Db>, scope: &Scope, selector: &LabelSelector) {
     for requirement in &selector.requirements {
         let positive = matches!(
@@ -333,38 +380,49 @@ fn push_selector(query: &mut QueryBuilder<'_, Db>, scope: &Scope, selector: &Lab
         if positive {
             query.push(" AND kv.revision IN (SELECT l.revision FROM kv_labels l WHERE l.resource = ");
             query.push_bind(scope.resource.clone());
+            query.push(" AND l.key = ").push_bind(requirement.key.clone());
+            push_values(query, "l.value", &requirement.values);
             if let ClusterScope::One(cluster) = &scope.cluster {
                 query.push(" AND l.cluster = ").push_bind(cluster.clone());
             }
         } else {
-            query.push(" AND NOT EXISTS (SELECT 1 FROM kv_labels l WHERE l.revision = kv.revision");
-        }
-        query.push(" AND l.key = ").push_bind(requirement.key.clone());
-        if !requirement.values.is_empty() {
-            query.push(" AND l.value IN (");
-            let mut values = query.separated(", ");
-            for value in &requirement.values {
-                values.push_bind(value.clone());
-            }
-            query.push(")");
+            query.push(" AND NOT EXISTS (SELECT 1 FROM json_each(kv.labels) j WHERE j.key = ");
+            query.push_bind(requirement.key.clone());
+            push_values(query, "j.value", &requirement.values);
         }
         query.push(")");
     }
 }
 
+/// ` AND column IN (values…)`, or nothing when there are no values.
+fn push_values(query: &mut QueryBuilder<'_, Db>, column: &str, values: &[String]) {
+    if values.is_empty() {
+        return;
+    }
+    query.push(format!(" AND {column} IN ("));
+    let mut list = query.separated(", ");
+    for value in values {
+        list.push_bind(value.clone());
+    }
+    query.push(")");
+}
+
 #[async_trait]
 impl Backend for Sqlite {
     async fn commit(&self, mutations: &[Mutation]) -> Result<Plan> {
-        self.write(async |conn: &mut SqliteConnection| {
-            let base: i64 = sqlx::query_scalar("SELECT revision FROM meta WHERE id = 1")
-                .fetch_one(&mut *conn)
-                .await?;
-            let live = live_rows(conn, mutations).await?;
-            let plan = plan_batch(to_u64(base)?, &live, mutations);
-            write_plan(conn, &plan).await?;
+        let mut conn = self.writer.lock().await;
+        let result = async {
+            let (base, live) = begin_and_lookup(&mut conn, mutations).await?;
+            let plan = plan_batch(base, &live, mutations);
+            write_and_commit(&mut conn, &plan).await?;
             Ok(plan)
-        })
-        .await
+        }
+        .await;
+        if result.is_err() {
+            // Nothing of a failed batch may stay behind (a no-op if BEGIN itself failed).
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        }
+        result
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<StoredObject>> {
@@ -526,14 +584,20 @@ impl Backend for Sqlite {
                     .fetch_all(&mut *conn)
                     .await?;
                     for chunk in doomed.chunks(500) {
-                        for table in ["kv_labels", "kv"] {
-                            let mut query: QueryBuilder<Db> = QueryBuilder::new(format!("DELETE FROM {table} WHERE revision IN ("));
+                        let statements = [
+                            "DELETE FROM kv_labels WHERE (resource, key, value, cluster, revision) IN \
+                             (SELECT d.resource, j.key, j.value, d.cluster, d.revision FROM kv d, json_each(d.labels) j \
+                             WHERE d.deleted = 0 AND d.revision IN (",
+                            "DELETE FROM kv WHERE revision IN (",
+                        ];
+                        for statement in statements {
+                            let mut query: QueryBuilder<Db> = QueryBuilder::new(statement);
                             let mut list = query.separated(", ");
                             for revision in chunk {
                                 list.push_bind(*revision);
                             }
-                            query.push(")");
-                            query.build().execute(&mut *conn).await?;
+                            query.push(if statement.contains("json_each") { "))" } else { ")" });
+                            query.build().persistent(false).execute(&mut *conn).await?;
                         }
                     }
                     Ok(doomed.len() as u64)

@@ -26,15 +26,15 @@ CREATE TABLE kv (
 );
 CREATE INDEX kv_key ON kv (cluster, resource, namespace, name, revision);
 CREATE INDEX kv_superseded ON kv (superseded) WHERE superseded IS NOT NULL;
--- One row per label of every non-deleted version, for selector push-down.
+-- One row per label of every non-deleted version, keyed for selector push-down of `=`, `in` and
+-- exists; negative requirements read kv.labels.
 CREATE TABLE kv_labels (
-    revision INTEGER NOT NULL,
+    resource TEXT NOT NULL,
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     cluster TEXT NOT NULL,
-    resource TEXT NOT NULL,
-    PRIMARY KEY (revision, key)
+    revision INTEGER NOT NULL,
+    PRIMARY KEY (resource, key, value, cluster, revision)
 ) WITHOUT ROWID;
-CREATE INDEX kv_labels_lookup ON kv_labels (resource, key, value, cluster);
 -- Commit time of each batch, to find the revision at the edge of the retention window.
 CREATE TABLE batches (last_revision INTEGER PRIMARY KEY, committed_at_ms INTEGER NOT NULL);

@@ -1,6 +1,8 @@
 //! The narrow interface between the generic [`crate::SqlStore`] and one SQL database. A backend knows
 //! SQL and its database's locking; it knows nothing of batching, watches or continue tokens.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -73,10 +75,17 @@ pub(crate) struct CompactionPolicy {
 
 #[async_trait]
 pub(crate) trait Backend: Send + Sync + 'static {
-    /// In one transaction that holds the shard's write lock: read the current revision and the live
-    /// rows of the mutated keys, let the sequencer plan the batch, write the plan, commit. Returns the
-    /// plan after the commit is durable.
-    async fn commit(&self, mutations: &[Mutation]) -> Result<Plan>;
+    /// The current revision and the live rows of the mutated keys, read in one snapshot without
+    /// taking the write lock.
+    async fn lookup(&self, mutations: &[Mutation]) -> Result<(u64, HashMap<ObjectKey, LiveRow>)>;
+
+    /// Writes `plan` if and only if the shard is still at revision `base` and none of the
+    /// `unchecked` keys is live; `Ok(false)` (nothing written) otherwise. Durable when it returns.
+    async fn write(&self, base: u64, plan: &Plan, unchecked: &[ObjectKey]) -> Result<bool>;
+
+    /// Takes the shard's write lock, reads the live rows, plans and writes under it: the fallback
+    /// when other processes keep writing first.
+    async fn commit_locked(&self, mutations: &[Mutation]) -> Result<Plan>;
 
     /// The live object under `key`.
     async fn get(&self, key: &ObjectKey) -> Result<Option<StoredObject>>;

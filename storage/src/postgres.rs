@@ -30,9 +30,6 @@ const MIGRATION_LOCK: i64 = 0x636f_7873_7761_696e;
 pub(crate) struct Postgres {
     pool: PgPool,
     listener: Mutex<Option<PgListener>>,
-    /// The revision after this process's last write: a batch planned on it is current unless another
-    /// process wrote since, which the write statement detects.
-    known_revision: Mutex<Option<u64>>,
 }
 
 impl Postgres {
@@ -62,7 +59,6 @@ impl Postgres {
         Ok(Self {
             pool,
             listener: Mutex::new(None),
-            known_revision: Mutex::new(None),
         })
     }
 }
@@ -188,31 +184,12 @@ const WRITE: &str = "WITH clash AS ( \
      batch AS (INSERT INTO batches (last_revision, committed_at_ms) SELECT $16, $17 FROM counter) \
      SELECT pg_notify($18, $16::text) FROM counter";
 
-/// The keys of a batch made only of creates of distinct keys, which can be planned without a lookup.
-fn distinct_creates(mutations: &[Mutation]) -> Option<Vec<&ObjectKey>> {
-    let mut keys = Vec::with_capacity(mutations.len());
-    for mutation in mutations {
-        match mutation {
-            Mutation::Create { key, .. } => keys.push(key),
-            _ => return None,
-        }
-    }
-    keys.sort();
-    let before = keys.len();
-    keys.dedup();
-    (keys.len() == before).then_some(keys)
-}
-
-/// Optimistic attempts before a batch takes the shard lock up front.
-const OPTIMISTIC_ATTEMPTS: usize = 2;
-
 impl Postgres {
-    async fn remember(&self, revision: u64) {
-        *self.known_revision.lock().await = Some(revision);
-    }
-
     /// Reads the base revision and the live rows of the mutated keys.
-    async fn lookup<'c, E>(executor: E, mutations: &[Mutation]) -> Result<(u64, HashMap<ObjectKey, LiveRow>)>
+    async fn lookup_with<'c, E>(
+        executor: E,
+        mutations: &[Mutation],
+    ) -> Result<(u64, HashMap<ObjectKey, LiveRow>)>
     where
         E: sqlx::Executor<'c, Database = Db>,
     {
@@ -255,7 +232,7 @@ impl Postgres {
 
     /// Runs [`WRITE`] for `plan` planned on `base`, assuming the keys in `unchecked` are not live;
     /// true when it was written.
-    async fn write<'c, E>(executor: E, base: u64, plan: &Plan, unchecked: &[&ObjectKey]) -> Result<bool>
+    async fn write_with<'c, E>(executor: E, base: u64, plan: &Plan, unchecked: &[ObjectKey]) -> Result<bool>
     where
         E: sqlx::Executor<'c, Database = Db>,
     {
@@ -302,44 +279,28 @@ impl Postgres {
 
 #[async_trait]
 impl Backend for Postgres {
-    /// Fastest first: a batch of creates of distinct keys, on the revision this process last wrote,
-    /// is planned without reading anything and written in one autocommit statement that checks the
-    /// keys are free and the revision unchanged (one round trip). Otherwise read the live rows, plan,
-    /// and write the same way (two round trips, no lock held between them). If another process keeps
-    /// winning, take the shard lock first and plan under it.
-    async fn commit(&self, mutations: &[Mutation]) -> Result<Plan> {
-        let known = *self.known_revision.lock().await;
-        if let Some(base) = known
-            && let Some(keys) = distinct_creates(mutations)
-        {
-            let plan = plan_batch(base, &HashMap::new(), mutations);
-            if Self::write(&self.pool, base, &plan, &keys).await? {
-                self.remember(plan.last_revision().unwrap_or(base)).await;
-                return Ok(plan);
-            }
-        }
-        for _ in 0..OPTIMISTIC_ATTEMPTS {
-            let (base, live) = Self::lookup(&self.pool, mutations).await?;
-            let plan = plan_batch(base, &live, mutations);
-            if Self::write(&self.pool, base, &plan, &[]).await? {
-                self.remember(plan.last_revision().unwrap_or(base)).await;
-                return Ok(plan);
-            }
-            debug!(base, "another writer committed first; planning the batch again");
-        }
+    async fn lookup(&self, mutations: &[Mutation]) -> Result<(u64, HashMap<ObjectKey, LiveRow>)> {
+        Self::lookup_with(&self.pool, mutations).await
+    }
+
+    /// One autocommit statement: a single round trip.
+    async fn write(&self, base: u64, plan: &Plan, unchecked: &[ObjectKey]) -> Result<bool> {
+        Self::write_with(&self.pool, base, plan, unchecked).await
+    }
+
+    async fn commit_locked(&self, mutations: &[Mutation]) -> Result<Plan> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT revision FROM meta WHERE id = 1 FOR UPDATE")
             .execute(&mut *tx)
             .await?;
-        let (base, live) = Self::lookup(&mut *tx, mutations).await?;
+        let (base, live) = Self::lookup_with(&mut *tx, mutations).await?;
         let plan = plan_batch(base, &live, mutations);
-        if !Self::write(&mut *tx, base, &plan, &[]).await? {
+        if !Self::write_with(&mut *tx, base, &plan, &[]).await? {
             return Err(Error::Corrupt(
                 "the revision counter moved while its row was locked".into(),
             ));
         }
         tx.commit().await?;
-        self.remember(plan.last_revision().unwrap_or(base)).await;
         Ok(plan)
     }
 

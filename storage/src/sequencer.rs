@@ -224,46 +224,304 @@ async fn gather(requests: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>
     }
 }
 
-/// Runs the sequencer until every sender is gone: batches requests, commits, acknowledges, and passes
-/// each committed batch's rows to `committed` in revision order.
+/// A batch planned on a base revision, ready to be written.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub base: u64,
+    pub plan: Plan,
+    /// Keys of creates planned without reading them: the write must check they are not live.
+    pub unchecked: Vec<ObjectKey>,
+}
+
+impl Prepared {
+    /// The revision after this batch.
+    fn last(&self) -> u64 {
+        self.plan.last_revision().unwrap_or(self.base)
+    }
+}
+
+/// The keys of a batch made only of creates of distinct keys, which can be planned without a lookup.
+fn distinct_creates(mutations: &[Mutation]) -> Option<Vec<&ObjectKey>> {
+    let mut keys = Vec::with_capacity(mutations.len());
+    for mutation in mutations {
+        match mutation {
+            Mutation::Create { key, .. } => keys.push(key),
+            _ => return None,
+        }
+    }
+    keys.sort();
+    let before = keys.len();
+    keys.dedup();
+    (keys.len() == before).then_some(keys)
+}
+
+/// Applies a planned batch's rows on top of live rows read before it.
+fn overlay(live: &mut HashMap<ObjectKey, LiveRow>, pending: &Plan) {
+    for row in &pending.rows {
+        if row.deleted {
+            live.remove(&row.key);
+        } else {
+            live.insert(
+                row.key.clone(),
+                LiveRow {
+                    revision: row.revision,
+                    create_revision: row.create_revision,
+                    uid: row.uid.clone(),
+                    value: row.value.clone(),
+                    labels_json: row.labels_json.clone(),
+                },
+            );
+        }
+    }
+}
+
+/// Plans `mutations` on the state after `pending` (written or about to be), or after `known` (the
+/// revision this sequencer last wrote) when nothing is pending. Creates of distinct keys on a known
+/// revision need no read; anything else reads the live rows without a lock. `None` when what was read
+/// fits neither side of `pending` (another process wrote): plan again once `pending` has settled.
+async fn prepare(
+    backend: &dyn Backend,
+    mutations: &[Mutation],
+    pending: Option<&Prepared>,
+    known: Option<u64>,
+) -> Result<Option<Prepared>> {
+    let mut live = HashMap::new();
+    if let Some(base) = pending.map(Prepared::last).or(known)
+        && let Some(keys) = distinct_creates(mutations)
+    {
+        if let Some(pending) = pending {
+            overlay(&mut live, &pending.plan);
+        }
+        let unchecked = keys
+            .into_iter()
+            .filter(|key| !live.contains_key(*key))
+            .cloned()
+            .collect();
+        let plan = plan_batch(base, &live, mutations);
+        return Ok(Some(Prepared {
+            base,
+            plan,
+            unchecked,
+        }));
+    }
+    let (revision, mut live) = backend.lookup(mutations).await?;
+    let base = match pending {
+        None => revision,
+        Some(pending) if revision == pending.last() => revision,
+        Some(pending) if revision == pending.base => {
+            overlay(&mut live, &pending.plan);
+            pending.last()
+        }
+        Some(_) => return Ok(None),
+    };
+    let plan = plan_batch(base, &live, mutations);
+    Ok(Some(Prepared {
+        base,
+        plan,
+        unchecked: Vec::new(),
+    }))
+}
+
+/// A batch being written by its own task while the next one is prepared.
+struct InFlight {
+    requests: Vec<Request>,
+    mutations: Vec<Mutation>,
+    prepared: Arc<Prepared>,
+    task: tokio::task::JoinHandle<Result<bool>>,
+}
+
+type WriteOutcome = std::result::Result<Result<bool>, tokio::task::JoinError>;
+
+fn start(
+    backend: &Arc<dyn Backend>,
+    requests: Vec<Request>,
+    mutations: Vec<Mutation>,
+    prepared: Prepared,
+) -> InFlight {
+    let prepared = Arc::new(prepared);
+    let (backend, writing) = (backend.clone(), prepared.clone());
+    let task = tokio::spawn(async move {
+        backend
+            .write(writing.base, &writing.plan, &writing.unchecked)
+            .await
+    });
+    InFlight {
+        requests,
+        mutations,
+        prepared,
+        task,
+    }
+}
+
+/// The sequencer's state between batches.
+struct Sequencer {
+    backend: Arc<dyn Backend>,
+    committed: mpsc::UnboundedSender<Vec<HistoryRow>>,
+    /// The revision this sequencer last wrote; `None` when unknown.
+    known: Option<u64>,
+}
+
+impl Sequencer {
+    async fn settle(&mut self, flight: InFlight) -> bool {
+        let InFlight {
+            requests,
+            mutations,
+            prepared,
+            task,
+        } = flight;
+        let outcome = task.await;
+        self.finish(requests, &mutations, &prepared, outcome).await
+    }
+
+    /// Acknowledges a written batch. If another process wrote first, the batch is planned again,
+    /// optimistically once and then under the shard lock. Returns whether it was written exactly as
+    /// prepared (so that a batch planned on top of it is still valid).
+    async fn finish(
+        &mut self,
+        requests: Vec<Request>,
+        mutations: &[Mutation],
+        prepared: &Prepared,
+        outcome: WriteOutcome,
+    ) -> bool {
+        let (plan, as_prepared) = match outcome {
+            Ok(Ok(true)) => (Ok(None), true),
+            Ok(Ok(false)) => {
+                debug!("another writer committed first; planning the batch again");
+                (self.commit_again(mutations).await.map(Some), false)
+            }
+            Ok(Err(err)) => (Err(err), false),
+            Err(join) => (
+                Err(Error::Corrupt(format!("batch writer task failed: {join}"))),
+                false,
+            ),
+        };
+        match plan {
+            Ok(replanned) => {
+                let plan = replanned.as_ref().unwrap_or(&prepared.plan);
+                self.known = match &replanned {
+                    None => Some(prepared.last()),
+                    Some(plan) => plan.last_revision(),
+                };
+                self.acknowledge(requests, plan);
+            }
+            Err(err) => {
+                self.known = None;
+                warn!(error = %err, mutations = requests.len(), "batch failed; nothing acknowledged");
+                for request in requests {
+                    let _ = request.reply.send(Err(err.clone()));
+                }
+            }
+        }
+        as_prepared
+    }
+
+    async fn commit_again(&mut self, mutations: &[Mutation]) -> Result<Plan> {
+        if let Some(prepared) = prepare(self.backend.as_ref(), mutations, None, None).await?
+            && self
+                .backend
+                .write(prepared.base, &prepared.plan, &prepared.unchecked)
+                .await?
+        {
+            return Ok(prepared.plan);
+        }
+        self.backend.commit_locked(mutations).await
+    }
+
+    /// Publishes a committed batch's rows, then answers its writers.
+    fn acknowledge(&self, requests: Vec<Request>, plan: &Plan) {
+        debug!(
+            mutations = requests.len(),
+            rows = plan.rows.len(),
+            "committed batch"
+        );
+        if !plan.rows.is_empty() {
+            let rows = plan
+                .rows
+                .iter()
+                .map(|row| HistoryRow {
+                    revision: row.revision,
+                    key: row.key.clone(),
+                    value: row.value.clone(),
+                    created: row.prev_revision.is_none(),
+                    deleted: row.deleted,
+                })
+                .collect();
+            // The hub only goes away when the store shuts down.
+            let _ = self.committed.send(rows);
+        }
+        for (request, outcome) in requests.into_iter().zip(plan.outcomes.iter()) {
+            let _ = request.reply.send(outcome.clone());
+        }
+    }
+}
+
+/// Runs the sequencer until every sender is gone. Two batches overlap: while one is written, the
+/// next is collected and planned on top of it, and written as soon as the first is acknowledged.
 pub(crate) async fn run(
     backend: Arc<dyn Backend>,
     mut requests: mpsc::Receiver<Request>,
     committed: mpsc::UnboundedSender<Vec<HistoryRow>>,
 ) {
-    let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
-    while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        gather(&mut requests, &mut batch).await;
-        let mutations: Vec<Mutation> = batch.iter().map(|request| request.mutation.clone()).collect();
-        match backend.commit(&mutations).await {
-            Ok(plan) => {
-                debug!(
-                    mutations = mutations.len(),
-                    rows = plan.rows.len(),
-                    "committed batch"
-                );
-                if !plan.rows.is_empty() {
-                    let rows = plan
-                        .rows
-                        .iter()
-                        .map(|row| HistoryRow {
-                            revision: row.revision,
-                            key: row.key.clone(),
-                            value: row.value.clone(),
-                            created: row.prev_revision.is_none(),
-                            deleted: row.deleted,
-                        })
-                        .collect();
-                    // The hub only goes away when the store shuts down.
-                    let _ = committed.send(rows);
+    let mut sequencer = Sequencer {
+        backend: backend.clone(),
+        committed,
+        known: None,
+    };
+    let mut in_flight: Option<InFlight> = None;
+    loop {
+        // 1. Wait for requests; acknowledge the batch in flight if it finishes first.
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let received = match in_flight.as_mut() {
+            Some(flight) => tokio::select! {
+                biased;
+                outcome = &mut flight.task => {
+                    if let Some(InFlight { requests, mutations, prepared, .. }) = in_flight.take() {
+                        sequencer.finish(requests, &mutations, &prepared, outcome).await;
+                    }
+                    continue;
                 }
-                for (request, outcome) in batch.drain(..).zip(plan.outcomes) {
-                    let _ = request.reply.send(outcome);
-                }
+                received = requests.recv_many(&mut batch, MAX_BATCH) => received,
+            },
+            None => requests.recv_many(&mut batch, MAX_BATCH).await,
+        };
+        if received == 0 {
+            if let Some(flight) = in_flight.take() {
+                sequencer.settle(flight).await;
             }
+            return;
+        }
+        if in_flight.is_some() {
+            // The database is busy anyway: let more writers join the next batch.
+            gather(&mut requests, &mut batch).await;
+        }
+        let mutations: Vec<Mutation> = batch.iter().map(|request| request.mutation.clone()).collect();
+
+        // 2. Plan on top of the batch in flight, then let that one finish.
+        let pending = in_flight.as_ref().map(|flight| flight.prepared.as_ref());
+        let mut prepared = prepare(backend.as_ref(), &mutations, pending, sequencer.known).await;
+        if let Some(flight) = in_flight.take()
+            && !sequencer.settle(flight).await
+        {
+            prepared = Ok(None);
+        }
+
+        // 3. Plan again if what it was planned on did not happen, and start writing.
+        let prepared = match prepared {
+            Ok(Some(prepared)) => Ok(prepared),
+            // Without a pending batch, `prepare` always plans.
+            Ok(None) => prepare(backend.as_ref(), &mutations, None, sequencer.known)
+                .await
+                .and_then(|prepared| {
+                    prepared.ok_or_else(|| Error::Corrupt("a batch could not be planned".into()))
+                }),
+            Err(err) => Err(err),
+        };
+        match prepared {
+            Ok(prepared) => in_flight = Some(start(&backend, batch, mutations, prepared)),
             Err(err) => {
-                warn!(error = %err, mutations = mutations.len(), "batch failed; nothing acknowledged");
-                for request in batch.drain(..) {
+                sequencer.known = None;
+                warn!(error = %err, mutations = batch.len(), "batch could not be planned; nothing acknowledged");
+                for request in batch {
                     let _ = request.reply.send(Err(err.clone()));
                 }
             }

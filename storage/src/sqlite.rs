@@ -25,6 +25,15 @@ use crate::object::StoredObject;
 use crate::selector::{LabelSelector, Operator};
 use crate::sequencer::{Mutation, NewRow, Plan, plan_batch};
 
+/// A per-connection guard that lets one call to the writer check a batch's base revision and its
+/// unchecked keys and abort the whole call if either is off: inserting into the view runs the
+/// trigger, which raises [`STALE`] unless the shard is at `base` and `clashes` is zero.
+const WRITE_GUARD: &str = "CREATE TEMP VIEW IF NOT EXISTS write_guard AS SELECT 0 AS base, 0 AS clashes; \
+     CREATE TEMP TRIGGER IF NOT EXISTS write_guard_check INSTEAD OF INSERT ON write_guard BEGIN \
+     SELECT RAISE(ABORT, 'coxswain: stale batch') \
+     WHERE NEW.base IS NOT (SELECT revision FROM main.meta WHERE id = 1) OR NEW.clashes > 0; END;";
+const STALE: &str = "coxswain: stale batch";
+
 /// How often committed WAL frames are copied into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 /// Rows per multi-row INSERT (11 parameters each; SQLite allows 32766).
@@ -66,6 +75,10 @@ impl Sqlite {
             .await
             .map_err(|err| open_error(&shown, err))?;
         migrate(&mut writer, &shown).await?;
+        sqlx::raw_sql(WRITE_GUARD)
+            .execute(&mut writer)
+            .await
+            .map_err(|err| open_error(&shown, err))?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
@@ -228,36 +241,23 @@ fn to_u64(value: i64) -> Result<u64> {
     u64::try_from(value).map_err(|_| Error::Corrupt(format!("negative revision {value}")))
 }
 
-/// Opens the write transaction and reads the base revision and the live rows of the mutated keys,
-/// in one call to the connection's worker.
-async fn begin_and_lookup(
+/// The base revision and the live rows of the mutated keys, in one statement; `begin` first opens
+/// the write transaction in the same call to the connection's worker.
+async fn lookup(
     conn: &mut SqliteConnection,
     mutations: &[Mutation],
+    begin: bool,
 ) -> Result<(u64, HashMap<ObjectKey, LiveRow>)> {
     let mut keys: Vec<&ObjectKey> = mutations.iter().map(Mutation::key).collect();
     keys.sort();
     keys.dedup();
-    let mut query: QueryBuilder<Db> = QueryBuilder::new(
-        "BEGIN IMMEDIATE; SELECT m.revision, kv.revision, kv.cluster, kv.resource, kv.namespace, kv.name, \
+    let mut query: QueryBuilder<Db> = QueryBuilder::new(if begin { "BEGIN IMMEDIATE; " } else { "" });
+    query.push(
+        "SELECT m.revision, kv.revision, kv.cluster, kv.resource, kv.namespace, kv.name, \
          kv.create_revision, kv.uid, kv.value, kv.labels FROM meta m LEFT JOIN kv ON kv.superseded IS NULL \
          AND (kv.cluster, kv.resource, kv.namespace, kv.name) IN (VALUES ",
     );
-    for (index, key) in keys.iter().enumerate() {
-        if index > 0 {
-            query.push(", ");
-        }
-        query
-            .push("(")
-            .push_bind(&key.cluster)
-            .push(", ")
-            .push_bind(&key.resource);
-        query
-            .push(", ")
-            .push_bind(&key.namespace)
-            .push(", ")
-            .push_bind(&key.name)
-            .push(")");
-    }
+    push_keys(&mut query, &keys);
     query.push(") WHERE m.id = 1");
     let mut base = None;
     let mut live = HashMap::new();
@@ -286,9 +286,36 @@ async fn begin_and_lookup(
     Ok((base, live))
 }
 
+/// `(?, ?, ?, ?), …` for a list of keys (at least one).
+fn push_keys(query: &mut QueryBuilder<'_, Db>, keys: &[&ObjectKey]) {
+    for (index, key) in keys.iter().enumerate() {
+        if index > 0 {
+            query.push(", ");
+        }
+        query
+            .push("(")
+            .push_bind(key.cluster.clone())
+            .push(", ")
+            .push_bind(key.resource.clone());
+        query
+            .push(", ")
+            .push_bind(key.namespace.clone())
+            .push(", ")
+            .push_bind(key.name.clone())
+            .push(")");
+    }
+}
+
 /// Writes a planned batch and commits, in one call to the connection's worker.
 async fn write_and_commit(conn: &mut SqliteConnection, plan: &Plan) -> Result<()> {
     let mut query: QueryBuilder<Db> = QueryBuilder::new("");
+    push_plan(&mut query, plan);
+    query.build().persistent(false).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// The statements that write a planned batch, ending with `COMMIT`.
+fn push_plan<'a>(query: &mut QueryBuilder<'a, Db>, plan: &'a Plan) {
     for (revision, superseded) in &plan.supersede {
         query
             .push("UPDATE kv SET superseded = ")
@@ -354,8 +381,6 @@ async fn write_and_commit(conn: &mut SqliteConnection, plan: &Plan) -> Result<()
         query.push(", ").push_bind(now_ms()).push("); ");
     }
     query.push("COMMIT");
-    query.build().persistent(false).execute(&mut *conn).await?;
-    Ok(())
 }
 
 /// Appends the scope's conditions (`resource`, cluster, namespace) to a WHERE clause.
@@ -409,17 +434,55 @@ fn push_values(query: &mut QueryBuilder<'_, Db>, column: &str, values: &[String]
 
 #[async_trait]
 impl Backend for Sqlite {
-    async fn commit(&self, mutations: &[Mutation]) -> Result<Plan> {
+    async fn lookup(&self, mutations: &[Mutation]) -> Result<(u64, HashMap<ObjectKey, LiveRow>)> {
+        let mut conn = self.readers.acquire().await?;
+        lookup(&mut conn, mutations, false).await
+    }
+
+    /// One call to the writer's worker: open the transaction, check the base and the unchecked keys
+    /// (the guard aborts the call otherwise), write, commit.
+    async fn write(&self, base: u64, plan: &Plan, unchecked: &[ObjectKey]) -> Result<bool> {
+        if plan.rows.is_empty() {
+            return Ok(true);
+        }
+        let mut query: QueryBuilder<Db> =
+            QueryBuilder::new("BEGIN IMMEDIATE; INSERT INTO temp.write_guard (base, clashes) VALUES (");
+        query.push_bind(base as i64).push(", ");
+        if unchecked.is_empty() {
+            query.push("0");
+        } else {
+            query.push(
+                "(SELECT count(*) FROM kv WHERE superseded IS NULL AND (cluster, resource, namespace, name) IN (VALUES ",
+            );
+            push_keys(&mut query, &unchecked.iter().collect::<Vec<_>>());
+            query.push("))");
+        }
+        query.push("); ");
+        push_plan(&mut query, plan);
+        let mut conn = self.writer.lock().await;
+        match query.build().persistent(false).execute(&mut *conn).await {
+            Ok(_) => Ok(true),
+            Err(err) => {
+                // Nothing of a failed batch may stay behind (a no-op if BEGIN itself failed).
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                match err {
+                    sqlx::Error::Database(db) if db.message().contains(STALE) => Ok(false),
+                    other => Err(other.into()),
+                }
+            }
+        }
+    }
+
+    async fn commit_locked(&self, mutations: &[Mutation]) -> Result<Plan> {
         let mut conn = self.writer.lock().await;
         let result = async {
-            let (base, live) = begin_and_lookup(&mut conn, mutations).await?;
+            let (base, live) = lookup(&mut conn, mutations, true).await?;
             let plan = plan_batch(base, &live, mutations);
             write_and_commit(&mut conn, &plan).await?;
             Ok(plan)
         }
         .await;
         if result.is_err() {
-            // Nothing of a failed batch may stay behind (a no-op if BEGIN itself failed).
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
         }
         result

@@ -197,6 +197,9 @@ fn tombstone(key: &ObjectKey, revision: u64, current: &LiveRow) -> Result<NewRow
     })
 }
 
+/// Where a mutation's outcome goes.
+type Reply = oneshot::Sender<Result<StoredObject>>;
+
 /// A mutation waiting for its batch.
 pub(crate) struct Request {
     pub mutation: Mutation,
@@ -324,7 +327,7 @@ async fn prepare(
 
 /// A batch being written by its own task while the next one is prepared.
 struct InFlight {
-    requests: Vec<Request>,
+    requests: Vec<Reply>,
     mutations: Vec<Mutation>,
     prepared: Arc<Prepared>,
     task: tokio::task::JoinHandle<Result<bool>>,
@@ -334,7 +337,7 @@ type WriteOutcome = std::result::Result<Result<bool>, tokio::task::JoinError>;
 
 fn start(
     backend: &Arc<dyn Backend>,
-    requests: Vec<Request>,
+    requests: Vec<Reply>,
     mutations: Vec<Mutation>,
     prepared: Prepared,
 ) -> InFlight {
@@ -378,7 +381,7 @@ impl Sequencer {
     /// prepared (so that a batch planned on top of it is still valid).
     async fn finish(
         &mut self,
-        requests: Vec<Request>,
+        requests: Vec<Reply>,
         mutations: &[Mutation],
         prepared: &Prepared,
         outcome: WriteOutcome,
@@ -407,8 +410,8 @@ impl Sequencer {
             Err(err) => {
                 self.known = None;
                 warn!(error = %err, mutations = requests.len(), "batch failed; nothing acknowledged");
-                for request in requests {
-                    let _ = request.reply.send(Err(err.clone()));
+                for reply in requests {
+                    let _ = reply.send(Err(err.clone()));
                 }
             }
         }
@@ -428,7 +431,7 @@ impl Sequencer {
     }
 
     /// Publishes a committed batch's rows, then answers its writers.
-    fn acknowledge(&self, requests: Vec<Request>, plan: &Plan) {
+    fn acknowledge(&self, requests: Vec<Reply>, plan: &Plan) {
         debug!(
             mutations = requests.len(),
             rows = plan.rows.len(),
@@ -450,7 +453,7 @@ impl Sequencer {
             let _ = self.committed.send(rows);
         }
         for (request, outcome) in requests.into_iter().zip(plan.outcomes.iter()) {
-            let _ = request.reply.send(outcome.clone());
+            let _ = request.send(outcome.clone());
         }
     }
 }
@@ -494,7 +497,10 @@ pub(crate) async fn run(
             // The database is busy anyway: let more writers join the next batch.
             gather(&mut requests, &mut batch).await;
         }
-        let mutations: Vec<Mutation> = batch.iter().map(|request| request.mutation.clone()).collect();
+        let (mutations, batch): (Vec<Mutation>, Vec<Reply>) = batch
+            .into_iter()
+            .map(|request| (request.mutation, request.reply))
+            .unzip();
 
         // 2. Plan on top of the batch in flight, then let that one finish.
         let pending = in_flight.as_ref().map(|flight| flight.prepared.as_ref());
@@ -521,8 +527,8 @@ pub(crate) async fn run(
             Err(err) => {
                 sequencer.known = None;
                 warn!(error = %err, mutations = batch.len(), "batch could not be planned; nothing acknowledged");
-                for request in batch {
-                    let _ = request.reply.send(Err(err.clone()));
+                for reply in batch {
+                    let _ = reply.send(Err(err.clone()));
                 }
             }
         }

@@ -34,15 +34,12 @@ const WRITE_GUARD: &str = "CREATE TEMP VIEW IF NOT EXISTS write_guard AS SELECT 
      WHERE NEW.base IS NOT (SELECT revision FROM main.meta WHERE id = 1) OR NEW.clashes > 0; END;";
 const STALE: &str = "coxswain: stale batch";
 
-/// How often committed WAL frames are copied into the database file.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 /// Rows per multi-row INSERT (11 parameters each; SQLite allows 32766).
 const INSERT_CHUNK: usize = 200;
 
 #[derive(Debug)]
 pub(crate) struct Sqlite {
     path: PathBuf,
-    checkpointer: tokio::task::JoinHandle<()>,
     writer: Mutex<SqliteConnection>,
     readers: SqlitePool,
 }
@@ -69,9 +66,7 @@ impl Sqlite {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(false)
             .pragma("cache_size", "-65536");
-        // The writer never checkpoints: a background task does, so commits only append to the WAL.
-        let writer_options = options.clone().pragma("wal_autocheckpoint", "0");
-        let mut writer = SqliteConnection::connect_with(&writer_options)
+        let mut writer = SqliteConnection::connect_with(&options)
             .await
             .map_err(|err| open_error(&shown, err))?;
         migrate(&mut writer, &shown).await?;
@@ -85,10 +80,8 @@ impl Sqlite {
             .connect_with(options)
             .await
             .map_err(|err| open_error(&shown, err))?;
-        let checkpointer = tokio::spawn(checkpoint_periodically(readers.clone()));
         Ok(Self {
             path: path.to_path_buf(),
-            checkpointer,
             writer: Mutex::new(writer),
             readers,
         })
@@ -114,28 +107,6 @@ impl Sqlite {
                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
                 Err(err)
             }
-        }
-    }
-}
-
-impl Drop for Sqlite {
-    fn drop(&mut self) {
-        self.checkpointer.abort();
-    }
-}
-
-/// Copies committed WAL frames into the database file off the write path (PASSIVE: never blocks the
-/// writer or readers).
-async fn checkpoint_periodically(readers: SqlitePool) {
-    let mut interval = tokio::time::interval(CHECKPOINT_INTERVAL);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&readers)
-            .await
-        {
-            tracing::warn!(error = %err, "WAL checkpoint failed; will retry");
         }
     }
 }

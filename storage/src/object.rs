@@ -85,21 +85,41 @@ pub(crate) struct PreparedValue {
 }
 
 impl PreparedValue {
+    /// Checks and serialises a value. Only `metadata` is parsed into a tree; every other top-level
+    /// field is validated and copied as raw JSON text.
     pub(crate) fn parse(value: &[u8]) -> Result<Self> {
-        let parsed: Value = serde_json::from_slice(value)
-            .map_err(|err| Error::InvalidValue(format!("value is not JSON: {err}")))?;
-        Self::from_json(parsed)
+        use serde_json::value::RawValue;
+        let top: std::collections::BTreeMap<String, &RawValue> =
+            serde_json::from_slice(value).map_err(|err| {
+                if matches!(serde_json::from_slice::<Value>(value), Ok(ref v) if !v.is_object()) {
+                    Error::InvalidValue("value must be a JSON object".into())
+                } else {
+                    Error::InvalidValue(format!("value is not JSON: {err}"))
+                }
+            })?;
+        let metadata = match top.get("metadata") {
+            None => Map::new(),
+            Some(raw) => match serde_json::from_str::<Value>(raw.get()) {
+                Ok(Value::Object(metadata)) => metadata,
+                Ok(Value::Null) | Ok(_) => {
+                    return Err(Error::InvalidValue("metadata must be an object".into()));
+                }
+                Err(err) => return Err(Error::InvalidValue(format!("value is not JSON: {err}"))),
+            },
+        };
+        let rest = top
+            .iter()
+            .filter(|(key, _)| key.as_str() != "metadata")
+            .map(|(key, raw)| (key.as_str(), *raw));
+        Self::build(metadata, rest)
     }
 
-    pub(crate) fn from_json(value: Value) -> Result<Self> {
-        let Value::Object(mut object) = value else {
-            return Err(Error::InvalidValue("value must be a JSON object".into()));
-        };
-        let metadata = match object.remove("metadata") {
-            None => Map::new(),
-            Some(Value::Object(metadata)) => metadata,
-            Some(_) => return Err(Error::InvalidValue("metadata must be an object".into())),
-        };
+    /// Serialises `metadata` first, without `resourceVersion`, remembering where it goes, then the
+    /// other fields.
+    fn build<'v, V: serde::Serialize + ?Sized + 'v>(
+        metadata: Map<String, Value>,
+        rest: impl Iterator<Item = (&'v str, &'v V)>,
+    ) -> Result<Self> {
         let uid = match metadata.get("uid") {
             None | Some(Value::Null) => None,
             Some(Value::String(uid)) => Some(uid.clone()),
@@ -107,8 +127,6 @@ impl PreparedValue {
         };
         let labels = labels_of(&metadata)?;
         let labels_json = serde_json::to_string(&labels).unwrap_or_else(|_| "{}".into());
-
-        // Serialise with `metadata` first and its `resourceVersion` left out, remembering where it goes.
         let mut body = Vec::with_capacity(256);
         body.extend_from_slice(b"{\"metadata\":{");
         let revision_at = body.len();
@@ -126,7 +144,7 @@ impl PreparedValue {
             put(&mut body, value);
         }
         body.push(b'}');
-        for (key, value) in &object {
+        for (key, value) in rest {
             body.push(b',');
             put(&mut body, key);
             body.push(b':');

@@ -37,6 +37,15 @@ impl Postgres {
         let options: PgConnectOptions = url
             .parse()
             .map_err(|err| Error::Open(format!("invalid PostgreSQL URL: {err}")))?;
+        // Every query here is built for an index. Statements are prepared once per connection, and a
+        // plan made while `kv` was new (no statistics yet) would scan it for as long as the
+        // connection lives; forbid that rather than wait for autoanalyze. JIT never pays off for
+        // these short statements.
+        let options = options.options([
+            ("enable_seqscan", "off"),
+            ("enable_hashjoin", "off"),
+            ("jit", "off"),
+        ]);
         let place = format!(
             "PostgreSQL database {:?} at {}:{}",
             options.get_database().unwrap_or("postgres"),

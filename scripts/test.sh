@@ -60,4 +60,10 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 log "cargo test (unit tests; storage contract suite on SQLite and PostgreSQL)"
 cargo test --workspace --all-features -- --test-threads=4
+log "smoke: coxswain bench storage on SQLite and PostgreSQL prints one JSON line"
+for storage in sqlite "$COXSWAIN_TEST_POSTGRES_URL"; do
+  line=$(cargo run -q -- bench storage --storage "$storage" --concurrency 16 --objects 2000)
+  echo "$line"
+  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); keys={"backend","concurrency","creates_per_s","p50_ms","p99_ms","ceiling_inserts_per_s"}; assert set(r)==keys, r; assert r["creates_per_s"]>0 and r["ceiling_inserts_per_s"]>0, r' "$line"
+done
 log "all tests passed"

@@ -320,7 +320,15 @@ pub async fn run_concurrent_writers_and_watchers(backend: &TestBackend) {
             progress_interval: None,
         };
         watchers.push(store.watch(request).await.unwrap());
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // The next watcher starts at a later revision, unless the writers are already done.
+        let deadline = Instant::now() + DEADLINE;
+        while store.current_revision().await.unwrap() == at && !writers.iter().all(|w| w.is_finished()) {
+            assert!(
+                Instant::now() < deadline,
+                "no write committed within {DEADLINE:?}"
+            );
+            tokio::task::yield_now().await;
+        }
     }
     for writer in writers {
         writer.await.unwrap();

@@ -884,22 +884,27 @@ pub async fn run_reopen(backend: &TestBackend) {
     );
 }
 
-/// Entry point of the crash test's child process: opens the store named by the environment and
-/// creates objects from 8 tasks as fast as it can, printing `ACK <name> <revision>` after each
-/// acknowledged write, until it is killed.
+/// Entry point of the writer child process of the crash and cross-process tests: opens the store
+/// named by the environment and creates objects from 8 tasks as fast as it can, printing
+/// `ACK <name> <revision>` after each acknowledged write, until it is killed or, when
+/// `COXSWAIN_CHILD_WRITES` is set, each task has written that many.
 pub async fn crash_child_main() {
     let storage = std::env::var("COXSWAIN_CRASH_STORAGE").expect("run only by the crash test");
     let dir = PathBuf::from(std::env::var("COXSWAIN_CRASH_DIR").expect("run only by the crash test"));
     let store = SqlStore::open(&storage, &dir, test_options())
         .await
         .expect("open");
+    let limit: u64 = std::env::var("COXSWAIN_CHILD_WRITES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
     let stdout = Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let mut tasks = Vec::new();
     for task in 0..8 {
         let store = store.clone();
         let stdout = stdout.clone();
         tasks.push(tokio::spawn(async move {
-            for i in 0.. {
+            for i in 0..limit {
                 let name = format!("t{task}-{i}");
                 let stored = store
                     .create(&key("crash", "ns", &name), object(&name, &[], json!({})))
@@ -907,7 +912,7 @@ pub async fn crash_child_main() {
                     .expect("create");
                 use std::io::Write;
                 let mut out = stdout.lock().expect("stdout");
-                writeln!(out, "ACK {name} {}", stored.revision).expect("stdout");
+                writeln!(out, "ACK {name} {} {}", stored.revision, unix_micros()).expect("stdout");
                 out.flush().expect("flush");
             }
         }));
@@ -990,8 +995,104 @@ pub async fn run_crash_recovery(backend: &TestBackend, test_name: &str) {
     );
 }
 
+/// The acknowledgement time (unix micros) of an `ACK` line.
+fn ack_time(line: &str) -> Option<u128> {
+    line[line.find("ACK ")?..].split(' ').nth(3)?.parse().ok()
+}
+
+/// A watcher in this process sees every write another process makes, in order and without gaps
+/// (PostgreSQL: woken by NOTIFY; SQLite: by polling). `test_name` runs [`crash_child_main`].
+pub async fn run_cross_process_watch(backend: &TestBackend, test_name: &str) {
+    const WRITES_PER_TASK: usize = 25;
+    let store = backend.open(test_options()).await;
+    // The schema exists before the child opens the store; watch from the current revision.
+    let from = store.current_revision().await.unwrap();
+    let request = WatchRequest {
+        scope: scope("crash", None),
+        after_revision: Some(from),
+        progress_interval: None,
+    };
+    let mut watch = store.watch(request).await.unwrap();
+    let (storage, dir) = backend.storage();
+    let child = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--ignored",
+            "--exact",
+            test_name,
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("COXSWAIN_CRASH_STORAGE", &storage)
+        .env("COXSWAIN_CRASH_DIR", &dir)
+        .env("COXSWAIN_CHILD_WRITES", WRITES_PER_TASK.to_string())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .output();
+    // Watch while the child writes, noting when each event arrives.
+    let watching = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while seen.len() < 8 * WRITES_PER_TASK {
+            let event = next_event(&mut watch).await;
+            if let Some(object) = event.object() {
+                seen.push((object.key.name.clone(), event.revision(), unix_micros()));
+            }
+        }
+        seen
+    });
+    let output = timeout(DEADLINE, child)
+        .await
+        .expect("child finishes")
+        .expect("run child");
+    assert!(output.status.success(), "child failed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut acked: Vec<(String, u64)> = stdout.lines().filter_map(parse_ack).collect();
+    acked.sort_by_key(|(_, revision)| *revision);
+    assert_eq!(acked.len(), 8 * WRITES_PER_TASK);
+    let last = acked.last().map(|(_, revision)| *revision).unwrap();
+    let arrivals = watching.await.unwrap();
+    let seen: Vec<(String, u64)> = arrivals
+        .iter()
+        .map(|(name, revision, _)| (name.clone(), *revision))
+        .collect();
+    let acked_at: std::collections::HashMap<u64, u128> = stdout
+        .lines()
+        .filter_map(|line| Some((parse_ack(line)?.1, ack_time(line)?)))
+        .collect();
+    let mut delays: Vec<u128> = arrivals
+        .iter()
+        .filter_map(|(_, revision, at)| Some(at.saturating_sub(*acked_at.get(revision)?)))
+        .collect();
+    delays.sort_unstable();
+    eprintln!(
+        "cross-process watch ({}): acknowledged in the writer → delivered to the watcher: median {} µs, max {} µs",
+        match backend {
+            TestBackend::Sqlite { .. } => "sqlite",
+            TestBackend::Postgres { .. } => "postgres",
+        },
+        delays.get(delays.len() / 2).copied().unwrap_or(0),
+        delays.last().copied().unwrap_or(0)
+    );
+    assert_eq!(
+        seen, acked,
+        "the other process's writes, in revision order, each once"
+    );
+    assert_eq!(
+        seen.iter().map(|(_, revision)| *revision).collect::<Vec<_>>(),
+        (from + 1..=last).collect::<Vec<_>>()
+    );
+}
+
+fn unix_micros() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
+}
+
+/// `ACK <name> <revision> <unix micros>` → (name, revision); see [`ack_time`] for the time.
 fn parse_ack(line: &str) -> Option<(String, u64)> {
-    let mut parts = line.strip_prefix("ACK ")?.split(' ');
+    // libtest may print `test crash_child ... ` on the same line before the child's first output.
+    let start = line.find("ACK ")?;
+    let mut parts = line[start + 4..].split(' ');
     let name = parts.next()?.to_string();
     let revision = parts.next()?.parse().ok()?;
     Some((name, revision))

@@ -73,7 +73,12 @@ async fn postgres_two_stores_one_database() {
     testing::run_shared_database(&TestBackend::postgres().await).await;
 }
 
-/// Not a test: the child process that `postgres_crash_recovery` starts and kills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_cross_process_watch() {
+    testing::run_cross_process_watch(&TestBackend::postgres().await, "crash_child").await;
+}
+
+/// Not a test: the writer child process of `postgres_crash_recovery` and `postgres_cross_process_watch`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "child process of the crash test"]
 async fn crash_child() {

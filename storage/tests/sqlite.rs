@@ -67,7 +67,12 @@ async fn sqlite_shared_file() {
     testing::run_shared_database(&TestBackend::sqlite()).await;
 }
 
-/// Not a test: the child process that `sqlite_crash_recovery` starts and kills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_cross_process_watch() {
+    testing::run_cross_process_watch(&TestBackend::sqlite(), "crash_child").await;
+}
+
+/// Not a test: the writer child process of `sqlite_crash_recovery` and `sqlite_cross_process_watch`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "child process of the crash test"]
 async fn crash_child() {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Postgres as Db, QueryBuilder, Row};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::{Connection, Postgres as Db, QueryBuilder, Row};
 use tokio::sync::Mutex;
 use tracing::debug;
 
@@ -52,6 +52,14 @@ impl Postgres {
             options.get_host(),
             options.get_port()
         );
+        // One direct attempt first: the pool would retry a refused connection until its timeout and
+        // then report only that it timed out.
+        let probe = PgConnection::connect_with(&options).await.map_err(|err| {
+            Error::Open(format!(
+                "cannot connect to {place}: {err}; check the --storage URL and that the server is running"
+            ))
+        })?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)

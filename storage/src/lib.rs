@@ -10,6 +10,7 @@ mod key;
 mod migrate;
 mod object;
 mod postgres;
+mod rows;
 mod selector;
 mod sequencer;
 mod sql_store;

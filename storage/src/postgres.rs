@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Connection, Postgres as Db, QueryBuilder, Row};
+use sqlx::{Connection, Postgres as Db, QueryBuilder};
 use tokio::sync::Mutex;
 use tracing::debug;
 
@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::key::{ClusterScope, ObjectKey, Scope};
 use crate::migrate::{self, Found};
 use crate::object::StoredObject;
+use crate::rows::{self, now_ms, to_u64};
 use crate::selector::{LabelSelector, Operator};
 use crate::sequencer::{Mutation, Plan, plan_batch};
 
@@ -125,16 +126,6 @@ async fn migrate(pool: &PgPool, place: &str) -> Result<()> {
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn to_u64(value: i64) -> Result<u64> {
-    u64::try_from(value).map_err(|_| Error::Corrupt(format!("negative revision {value}")))
-}
-
 fn push_scope(query: &mut QueryBuilder<'_, Db>, scope: &Scope) {
     query.push(" AND resource = ").push_bind(scope.resource.clone());
     if let ClusterScope::One(cluster) = &scope.cluster {
@@ -220,31 +211,7 @@ impl Postgres {
             .bind(keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>())
             .fetch_all(executor)
             .await?;
-        let mut base = None;
-        let mut live = HashMap::with_capacity(rows.len());
-        for row in rows {
-            base = Some(to_u64(row.try_get(0)?)?);
-            let Some(revision) = row.try_get::<Option<i64>, _>(1)? else {
-                continue;
-            };
-            live.insert(
-                ObjectKey::new(
-                    row.try_get::<String, _>(2)?,
-                    row.try_get::<String, _>(3)?,
-                    row.try_get::<String, _>(4)?,
-                    row.try_get::<String, _>(5)?,
-                ),
-                LiveRow {
-                    revision: to_u64(revision)?,
-                    create_revision: to_u64(row.try_get(6)?)?,
-                    uid: row.try_get(7)?,
-                    value: Bytes::from(row.try_get::<Vec<u8>, _>(8)?),
-                    labels_json: row.try_get(9)?,
-                },
-            );
-        }
-        let base = base.ok_or_else(|| Error::Corrupt("the meta row is missing".into()))?;
-        Ok((base, live))
+        rows::lookup(rows)
     }
 
     /// Runs [`WRITE`] for `plan` planned on `base`, assuming the keys in `unchecked` are not live;
@@ -331,14 +298,7 @@ impl Backend for Postgres {
         .bind(&key.name)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| {
-            Ok(StoredObject {
-                key: key.clone(),
-                revision: to_u64(row.try_get(0)?)?,
-                value: Bytes::from(row.try_get::<Vec<u8>, _>(1)?),
-            })
-        })
-        .transpose()
+        row.map(|row| rows::object(&row, key)).transpose()
     }
 
     async fn revisions(&self) -> Result<Revisions> {
@@ -389,18 +349,7 @@ impl Backend for Postgres {
             .fetch_all(&self.pool)
             .await?
             .into_iter()
-            .map(|row| {
-                Ok(StoredObject {
-                    key: ObjectKey::new(
-                        row.try_get::<String, _>(0)?,
-                        scope.resource.clone(),
-                        row.try_get::<String, _>(1)?,
-                        row.try_get::<String, _>(2)?,
-                    ),
-                    revision: to_u64(row.try_get(3)?)?,
-                    value: Bytes::from(row.try_get::<Vec<u8>, _>(4)?),
-                })
-            })
+            .map(|row| rows::listed(&row, &scope.resource))
             .collect()
     }
 
@@ -427,20 +376,7 @@ impl Backend for Postgres {
             .fetch_all(&self.pool)
             .await?
             .into_iter()
-            .map(|row| {
-                Ok(HistoryRow {
-                    revision: to_u64(row.try_get(0)?)?,
-                    key: ObjectKey::new(
-                        row.try_get::<String, _>(1)?,
-                        row.try_get::<String, _>(2)?,
-                        row.try_get::<String, _>(3)?,
-                        row.try_get::<String, _>(4)?,
-                    ),
-                    value: Bytes::from(row.try_get::<Vec<u8>, _>(5)?),
-                    created: row.try_get(6)?,
-                    deleted: row.try_get(7)?,
-                })
-            })
+            .map(|row| rows::history(&row))
             .collect()
     }
 

@@ -8,12 +8,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Connection, QueryBuilder, Row, Sqlite as Db};
+use sqlx::{Connection, QueryBuilder, Sqlite as Db};
 use tokio::sync::Mutex;
 
 use crate::Compaction;
@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::key::{ClusterScope, ObjectKey, Scope};
 use crate::migrate::{self, Found};
 use crate::object::StoredObject;
+use crate::rows::{self, now_ms, to_u64};
 use crate::selector::{LabelSelector, Operator};
 use crate::sequencer::{Mutation, NewRow, Plan, plan_batch};
 
@@ -202,16 +203,6 @@ async fn migrate(conn: &mut SqliteConnection, place: &str) -> Result<()> {
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn to_u64(value: i64) -> Result<u64> {
-    u64::try_from(value).map_err(|_| Error::Corrupt(format!("negative revision {value}")))
-}
-
 /// The base revision and the live rows of the mutated keys, in one statement; `begin` first opens
 /// the write transaction in the same call to the connection's worker.
 async fn lookup(
@@ -230,31 +221,7 @@ async fn lookup(
     );
     push_keys(&mut query, &keys);
     query.push(") WHERE m.id = 1");
-    let mut base = None;
-    let mut live = HashMap::new();
-    for row in query.build().persistent(false).fetch_all(&mut *conn).await? {
-        base = Some(to_u64(row.try_get(0)?)?);
-        let Some(revision) = row.try_get::<Option<i64>, _>(1)? else {
-            continue;
-        };
-        live.insert(
-            ObjectKey::new(
-                row.try_get::<String, _>(2)?,
-                row.try_get::<String, _>(3)?,
-                row.try_get::<String, _>(4)?,
-                row.try_get::<String, _>(5)?,
-            ),
-            LiveRow {
-                revision: to_u64(revision)?,
-                create_revision: to_u64(row.try_get(6)?)?,
-                uid: row.try_get(7)?,
-                value: Bytes::from(row.try_get::<Vec<u8>, _>(8)?),
-                labels_json: row.try_get(9)?,
-            },
-        );
-    }
-    let base = base.ok_or_else(|| Error::Corrupt("the meta row is missing".into()))?;
-    Ok((base, live))
+    rows::lookup(query.build().persistent(false).fetch_all(&mut *conn).await?)
 }
 
 /// `(?, ?, ?, ?), …` for a list of keys (at least one).
@@ -469,14 +436,7 @@ impl Backend for Sqlite {
         .bind(&key.name)
         .fetch_optional(&self.readers)
         .await?;
-        row.map(|row| {
-            Ok(StoredObject {
-                key: key.clone(),
-                revision: to_u64(row.try_get(0)?)?,
-                value: Bytes::from(row.try_get::<Vec<u8>, _>(1)?),
-            })
-        })
-        .transpose()
+        row.map(|row| rows::object(&row, key)).transpose()
     }
 
     async fn revisions(&self) -> Result<Revisions> {
@@ -527,18 +487,7 @@ impl Backend for Sqlite {
             .fetch_all(&self.readers)
             .await?
             .into_iter()
-            .map(|row| {
-                Ok(StoredObject {
-                    key: ObjectKey::new(
-                        row.try_get::<String, _>(0)?,
-                        scope.resource.clone(),
-                        row.try_get::<String, _>(1)?,
-                        row.try_get::<String, _>(2)?,
-                    ),
-                    revision: to_u64(row.try_get(3)?)?,
-                    value: Bytes::from(row.try_get::<Vec<u8>, _>(4)?),
-                })
-            })
+            .map(|row| rows::listed(&row, &scope.resource))
             .collect()
     }
 
@@ -565,20 +514,7 @@ impl Backend for Sqlite {
             .fetch_all(&self.readers)
             .await?
             .into_iter()
-            .map(|row| {
-                Ok(HistoryRow {
-                    revision: to_u64(row.try_get(0)?)?,
-                    key: ObjectKey::new(
-                        row.try_get::<String, _>(1)?,
-                        row.try_get::<String, _>(2)?,
-                        row.try_get::<String, _>(3)?,
-                        row.try_get::<String, _>(4)?,
-                    ),
-                    value: Bytes::from(row.try_get::<Vec<u8>, _>(5)?),
-                    created: row.try_get(6)?,
-                    deleted: row.try_get(7)?,
-                })
-            })
+            .map(|row| rows::history(&row))
             .collect()
     }
 

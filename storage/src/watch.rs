@@ -20,6 +20,10 @@ use crate::{WatchEvent, WatchRequest, WatchStream};
 const HISTORY_PAGE: u64 = 1000;
 /// Events buffered per watcher before it blocks.
 const WATCHER_BUFFER: usize = 1024;
+/// How often, and how far apart, the tailer tries to read rows other processes committed before
+/// one of ours, before it tells every watcher to relist.
+const CATCH_UP_ATTEMPTS: usize = 50;
+const CATCH_UP_RETRY: Duration = Duration::from_millis(100);
 /// Poll for other processes' commits this often even without a notification.
 const REMOTE_POLL: Duration = Duration::from_secs(1);
 
@@ -119,20 +123,28 @@ impl Tailer {
         let Some(first) = batch.first().map(|row| row.revision) else {
             return;
         };
-        if first > self.last + 1 {
-            // The shard lock guarantees that every earlier revision is committed and visible.
+        // The shard lock guarantees that every earlier revision is committed and visible; read them
+        // first, retrying a failing database for a while before giving up on them.
+        for attempt in 0..CATCH_UP_ATTEMPTS {
+            if first <= self.last + 1 {
+                break;
+            }
+            if attempt > 0 {
+                tokio::time::sleep(CATCH_UP_RETRY).await;
+            }
             self.catch_up(first - 1).await;
         }
         for row in batch {
-            if row.revision == self.last + 1 {
-                self.publish(row);
-            } else if row.revision > self.last + 1 {
+            if row.revision > self.last + 1 {
                 warn!(
                     expected = self.last + 1,
                     got = row.revision,
-                    "history gap after catch-up; watchers must relist"
+                    "history gap; watchers must relist"
                 );
-                self.reset(row.revision);
+                self.reset(row.revision - 1);
+            }
+            if row.revision == self.last + 1 {
+                self.publish(row);
             }
         }
     }

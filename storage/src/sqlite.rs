@@ -322,13 +322,22 @@ fn push_plan<'a>(query: &mut QueryBuilder<'a, Db>, plan: &'a Plan) {
 }
 
 /// Appends the scope's conditions (`resource`, cluster, namespace) to a WHERE clause.
-fn push_scope(query: &mut QueryBuilder<'_, Db>, scope: &Scope) {
-    query.push(" AND resource = ").push_bind(scope.resource.clone());
+/// With `label_driven`, the key columns are written `+column` so that SQLite cannot use the key
+/// index for them and reads the rows the label index found instead of the whole scope.
+fn push_scope(query: &mut QueryBuilder<'_, Db>, scope: &Scope, label_driven: bool) {
+    let prefix = if label_driven { " AND +" } else { " AND " };
+    query
+        .push(prefix)
+        .push("resource = ")
+        .push_bind(scope.resource.clone());
     if let ClusterScope::One(cluster) = &scope.cluster {
-        query.push(" AND cluster = ").push_bind(cluster.clone());
+        query.push(prefix).push("cluster = ").push_bind(cluster.clone());
     }
     if let Some(namespace) = &scope.namespace {
-        query.push(" AND namespace = ").push_bind(namespace.clone());
+        query
+            .push(prefix)
+            .push("namespace = ")
+            .push_bind(namespace.clone());
     }
 }
 
@@ -460,7 +469,12 @@ impl Backend for Sqlite {
     ) -> Result<Vec<StoredObject>> {
         let mut query: QueryBuilder<Db> =
             QueryBuilder::new("SELECT cluster, namespace, name, revision, value FROM kv WHERE deleted = 0");
-        push_scope(&mut query, scope);
+        // A positive label requirement is answered from the label index: let it drive the query.
+        let label_driven = selector
+            .requirements
+            .iter()
+            .any(|r| matches!(r.operator, Operator::Equals | Operator::In | Operator::Exists));
+        push_scope(&mut query, scope, label_driven);
         query.push(" AND revision <= ").push_bind(at as i64);
         query
             .push(" AND (superseded IS NULL OR superseded > ")
@@ -506,7 +520,7 @@ impl Backend for Sqlite {
             .push(" AND revision <= ")
             .push_bind(up_to.min(i64::MAX as u64) as i64);
         if let Some(scope) = scope {
-            push_scope(&mut query, scope);
+            push_scope(&mut query, scope, false);
         }
         query.push(" ORDER BY revision LIMIT ").push_bind(limit as i64);
         query

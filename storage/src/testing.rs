@@ -922,12 +922,12 @@ pub async fn crash_child_main() {
     }
 }
 
-/// Kills a writing child process with SIGKILL at a random moment; every write it acknowledged must
-/// be there after reopening, and revisions continue upward. `test_name` is the test in the calling
-/// test binary that runs [`crash_child_main`].
-pub async fn run_crash_recovery(backend: &TestBackend, test_name: &str) {
+/// The command that runs [`crash_child_main`] (the test `test_name` of this test binary) against
+/// `backend`'s store.
+fn writer_child(backend: &TestBackend, test_name: &str) -> tokio::process::Command {
     let (storage, dir) = backend.storage();
-    let mut child = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
+    let mut command = tokio::process::Command::new(std::env::current_exe().expect("test binary"));
+    command
         .args([
             "--ignored",
             "--exact",
@@ -936,7 +936,15 @@ pub async fn run_crash_recovery(backend: &TestBackend, test_name: &str) {
             "--test-threads=1",
         ])
         .env("COXSWAIN_CRASH_STORAGE", &storage)
-        .env("COXSWAIN_CRASH_DIR", &dir)
+        .env("COXSWAIN_CRASH_DIR", &dir);
+    command
+}
+
+/// Kills a writing child process with SIGKILL at a random moment; every write it acknowledged must
+/// be there after reopening, and revisions continue upward. `test_name` is the test in the calling
+/// test binary that runs [`crash_child_main`].
+pub async fn run_crash_recovery(backend: &TestBackend, test_name: &str) {
+    let mut child = writer_child(backend, test_name)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -1013,17 +1021,7 @@ pub async fn run_cross_process_watch(backend: &TestBackend, test_name: &str) {
         progress_interval: None,
     };
     let mut watch = store.watch(request).await.unwrap();
-    let (storage, dir) = backend.storage();
-    let child = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--ignored",
-            "--exact",
-            test_name,
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("COXSWAIN_CRASH_STORAGE", &storage)
-        .env("COXSWAIN_CRASH_DIR", &dir)
+    let child = writer_child(backend, test_name)
         .env("COXSWAIN_CHILD_WRITES", WRITES_PER_TASK.to_string())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

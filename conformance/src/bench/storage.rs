@@ -14,6 +14,43 @@ use sqlx::{Connection, QueryBuilder};
 
 /// Rows per transaction of the ceiling measurement.
 const CEILING_BATCH: usize = 100;
+/// The labels column of the ceiling's rows.
+const LABELS: &str = r#"{"app":"bench"}"#;
+
+/// Creates `bench_ceiling` with `$create` on `$conn` (a `$db` connection), inserts `$objects` into
+/// it `CEILING_BATCH` rows per transaction, drops it, and evaluates to rows per second. A macro
+/// because the two drivers' bind types differ (`$labels`: text for SQLite, jsonb for PostgreSQL).
+macro_rules! timed_inserts {
+    ($conn:ident, $db:ty, $create:expr, $objects:expr, $labels:expr) => {{
+        sqlx::query("DROP TABLE IF EXISTS bench_ceiling")
+            .execute(&mut $conn)
+            .await?;
+        sqlx::query($create).execute(&mut $conn).await?;
+        let started = Instant::now();
+        for (chunk_index, chunk) in $objects.chunks(CEILING_BATCH).enumerate() {
+            let mut tx = $conn.begin().await?;
+            let mut query: QueryBuilder<$db> = QueryBuilder::new(
+                "INSERT INTO bench_ceiling (revision, cluster, resource, namespace, name, value, labels) ",
+            );
+            query.push_values(chunk.iter().enumerate(), |mut row, (i, (key, value))| {
+                row.push_bind((chunk_index * CEILING_BATCH + i) as i64)
+                    .push_bind(key.cluster.clone())
+                    .push_bind(key.resource.clone())
+                    .push_bind(key.namespace.clone())
+                    .push_bind(key.name.clone())
+                    .push_bind(value.to_vec())
+                    .push_bind($labels);
+            });
+            query.build().execute(&mut *tx).await?;
+            tx.commit().await?;
+        }
+        let rate = $objects.len() as f64 / started.elapsed().as_secs_f64();
+        sqlx::query("DROP TABLE bench_ceiling")
+            .execute(&mut $conn)
+            .await?;
+        rate
+    }};
+}
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -156,68 +193,27 @@ impl StorageBench {
             sqlx::query("PRAGMA synchronous = FULL")
                 .execute(&mut conn)
                 .await?;
-            sqlx::query("DROP TABLE IF EXISTS bench_ceiling")
-                .execute(&mut conn)
-                .await?;
-            sqlx::query(
-                "CREATE TABLE bench_ceiling (revision INTEGER PRIMARY KEY, cluster TEXT NOT NULL, resource TEXT NOT NULL, \
-                 namespace TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL, labels TEXT NOT NULL)",
-            )
-            .execute(&mut conn)
-            .await?;
-            let started = Instant::now();
-            for (chunk_index, chunk) in objects.chunks(CEILING_BATCH).enumerate() {
-                let mut tx = conn.begin().await?;
-                let mut query: QueryBuilder<sqlx::Sqlite> = QueryBuilder::new(
-                    "INSERT INTO bench_ceiling (revision, cluster, resource, namespace, name, value, labels) ",
-                );
-                query.push_values(chunk.iter().enumerate(), |mut row, (i, (key, value))| {
-                    row.push_bind((chunk_index * CEILING_BATCH + i) as i64)
-                        .push_bind(key.cluster.clone())
-                        .push_bind(key.resource.clone())
-                        .push_bind(key.namespace.clone())
-                        .push_bind(key.name.clone())
-                        .push_bind(value.to_vec())
-                        .push_bind(r#"{"app":"bench"}"#);
-                });
-                query.build().execute(&mut *tx).await?;
-                tx.commit().await?;
-            }
-            let rate = objects.len() as f64 / started.elapsed().as_secs_f64();
-            sqlx::query("DROP TABLE bench_ceiling").execute(&mut conn).await?;
-            Ok(rate)
+            let create = "CREATE TABLE bench_ceiling (revision INTEGER PRIMARY KEY, cluster TEXT NOT NULL, \
+                 resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL, labels TEXT NOT NULL)";
+            Ok(timed_inserts!(
+                conn,
+                sqlx::Sqlite,
+                create,
+                objects,
+                LABELS.to_string()
+            ))
         } else {
             let mut conn = sqlx::PgConnection::connect(&self.storage).await?;
-            sqlx::query("DROP TABLE IF EXISTS bench_ceiling")
-                .execute(&mut conn)
-                .await?;
-            sqlx::query(
-                "CREATE TABLE bench_ceiling (revision bigint PRIMARY KEY, cluster text NOT NULL, resource text NOT NULL, \
-                 namespace text NOT NULL, name text NOT NULL, value bytea NOT NULL, labels jsonb NOT NULL)",
-            )
-            .execute(&mut conn)
-            .await?;
-            let started = Instant::now();
-            for (chunk_index, chunk) in objects.chunks(CEILING_BATCH).enumerate() {
-                let mut tx = conn.begin().await?;
-                let mut query: QueryBuilder<sqlx::Postgres> = QueryBuilder::new(
-                    "INSERT INTO bench_ceiling (revision, cluster, resource, namespace, name, value, labels) ",
-                );
-                query.push_values(chunk.iter().enumerate(), |mut row, (i, (key, value))| {
-                    row.push_bind((chunk_index * CEILING_BATCH + i) as i64)
-                        .push_bind(key.cluster.clone())
-                        .push_bind(key.resource.clone())
-                        .push_bind(key.namespace.clone())
-                        .push_bind(key.name.clone())
-                        .push_bind(value.to_vec())
-                        .push_bind(serde_json::json!({"app": "bench"}));
-                });
-                query.build().execute(&mut *tx).await?;
-                tx.commit().await?;
-            }
-            let rate = objects.len() as f64 / started.elapsed().as_secs_f64();
-            sqlx::query("DROP TABLE bench_ceiling").execute(&mut conn).await?;
-            Ok(rate)
+            let create = "CREATE TABLE bench_ceiling (revision bigint PRIMARY KEY, cluster text NOT NULL, \
+                 resource text NOT NULL, namespace text NOT NULL, name text NOT NULL, value bytea NOT NULL, labels jsonb NOT NULL)";
+            let labels: serde_json::Value = serde_json::from_str(LABELS).unwrap_or_default();
+            Ok(timed_inserts!(
+                conn,
+                sqlx::Postgres,
+                create,
+                objects,
+                labels.clone()
+            ))
         }
     }
 }

@@ -258,74 +258,28 @@ fn distinct_creates(mutations: &[Mutation]) -> Option<Vec<&ObjectKey>> {
     (keys.len() == before).then_some(keys)
 }
 
-/// Applies a planned batch's rows on top of live rows read before it.
-fn overlay(live: &mut HashMap<ObjectKey, LiveRow>, pending: &Plan) {
-    for row in &pending.rows {
-        if row.deleted {
-            live.remove(&row.key);
-        } else {
-            live.insert(
-                row.key.clone(),
-                LiveRow {
-                    revision: row.revision,
-                    create_revision: row.create_revision,
-                    uid: row.uid.clone(),
-                    value: row.value.clone(),
-                    labels_json: row.labels_json.clone(),
-                },
-            );
-        }
-    }
-}
-
-/// Plans `mutations` on the state after `pending` (written or about to be), or after `known` (the
-/// revision this sequencer last wrote) when nothing is pending. Creates of distinct keys on a known
-/// revision need no read; anything else reads the live rows without a lock. `None` when what was read
-/// fits neither side of `pending` (another process wrote): plan again once `pending` has settled.
-async fn prepare(
-    backend: &dyn Backend,
-    mutations: &[Mutation],
-    pending: Option<&Prepared>,
-    known: Option<u64>,
-) -> Result<Option<Prepared>> {
-    let mut live = HashMap::new();
-    if let Some(base) = pending.map(Prepared::last).or(known)
+/// Plans `mutations` on the revision this sequencer last wrote (`known`). Creates of distinct keys
+/// need no read then (the write checks that none of their keys is live); anything else reads the
+/// live rows and the revision they are current at, without a lock (the write checks that revision).
+async fn prepare(backend: &dyn Backend, mutations: &[Mutation], known: Option<u64>) -> Result<Prepared> {
+    if let Some(base) = known
         && let Some(keys) = distinct_creates(mutations)
     {
-        if let Some(pending) = pending {
-            overlay(&mut live, &pending.plan);
-        }
-        let unchecked = keys
-            .into_iter()
-            .filter(|key| !live.contains_key(*key))
-            .cloned()
-            .collect();
-        let plan = plan_batch(base, &live, mutations);
-        return Ok(Some(Prepared {
+        return Ok(Prepared {
             base,
-            plan,
-            unchecked,
-        }));
+            plan: plan_batch(base, &HashMap::new(), mutations),
+            unchecked: keys.into_iter().cloned().collect(),
+        });
     }
-    let (revision, mut live) = backend.lookup(mutations).await?;
-    let base = match pending {
-        None => revision,
-        Some(pending) if revision == pending.last() => revision,
-        Some(pending) if revision == pending.base => {
-            overlay(&mut live, &pending.plan);
-            pending.last()
-        }
-        Some(_) => return Ok(None),
-    };
-    let plan = plan_batch(base, &live, mutations);
-    Ok(Some(Prepared {
+    let (base, live) = backend.lookup(mutations).await?;
+    Ok(Prepared {
         base,
-        plan,
+        plan: plan_batch(base, &live, mutations),
         unchecked: Vec::new(),
-    }))
+    })
 }
 
-/// A batch being written by its own task while the next one is prepared.
+/// A batch being written by its own task while the next one gathers.
 struct InFlight {
     requests: Vec<Reply>,
     mutations: Vec<Mutation>,
@@ -365,38 +319,23 @@ struct Sequencer {
 }
 
 impl Sequencer {
-    async fn settle(&mut self, flight: InFlight) -> bool {
-        let InFlight {
-            requests,
-            mutations,
-            prepared,
-            task,
-        } = flight;
-        let outcome = task.await;
-        self.finish(requests, &mutations, &prepared, outcome).await
-    }
-
     /// Acknowledges a written batch. If another process wrote first, the batch is planned again,
-    /// optimistically once and then under the shard lock. Returns whether it was written exactly as
-    /// prepared (so that a batch planned on top of it is still valid).
+    /// optimistically once and then under the shard lock.
     async fn finish(
         &mut self,
         requests: Vec<Reply>,
         mutations: &[Mutation],
         prepared: &Prepared,
         outcome: WriteOutcome,
-    ) -> bool {
-        let (plan, as_prepared) = match outcome {
-            Ok(Ok(true)) => (Ok(None), true),
+    ) {
+        let plan = match outcome {
+            Ok(Ok(true)) => Ok(None),
             Ok(Ok(false)) => {
                 debug!("another writer committed first; planning the batch again");
-                (self.commit_again(mutations).await.map(Some), false)
+                self.commit_again(mutations).await.map(Some)
             }
-            Ok(Err(err)) => (Err(err), false),
-            Err(join) => (
-                Err(Error::Corrupt(format!("batch writer task failed: {join}"))),
-                false,
-            ),
+            Ok(Err(err)) => Err(err),
+            Err(join) => Err(Error::Corrupt(format!("batch writer task failed: {join}"))),
         };
         match plan {
             Ok(replanned) => {
@@ -415,15 +354,14 @@ impl Sequencer {
                 }
             }
         }
-        as_prepared
     }
 
     async fn commit_again(&mut self, mutations: &[Mutation]) -> Result<Plan> {
-        if let Some(prepared) = prepare(self.backend.as_ref(), mutations, None, None).await?
-            && self
-                .backend
-                .write(prepared.base, &prepared.plan, &prepared.unchecked)
-                .await?
+        let prepared = prepare(self.backend.as_ref(), mutations, None).await?;
+        if self
+            .backend
+            .write(prepared.base, &prepared.plan, &prepared.unchecked)
+            .await?
         {
             return Ok(prepared.plan);
         }
@@ -458,8 +396,8 @@ impl Sequencer {
     }
 }
 
-/// Runs the sequencer until every sender is gone. Two batches overlap: while one is written, the
-/// next is collected and planned on top of it, and written as soon as the first is acknowledged.
+/// Runs the sequencer until every sender is gone. While a batch is written, whoever arrives joins
+/// the next one, which is planned and started as soon as the database is free again.
 pub(crate) async fn run(
     backend: Arc<dyn Backend>,
     mut requests: mpsc::Receiver<Request>,
@@ -471,63 +409,38 @@ pub(crate) async fn run(
         known: None,
     };
     let mut in_flight: Option<InFlight> = None;
+    let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+    let mut open = true;
     loop {
-        // 1. Wait for requests; acknowledge the batch in flight if it finishes first.
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        let received = match in_flight.as_mut() {
-            Some(flight) => tokio::select! {
+        if let Some(flight) = in_flight.as_mut() {
+            let room = MAX_BATCH - batch.len();
+            tokio::select! {
                 biased;
                 outcome = &mut flight.task => {
                     if let Some(InFlight { requests, mutations, prepared, .. }) = in_flight.take() {
                         sequencer.finish(requests, &mutations, &prepared, outcome).await;
                     }
-                    continue;
                 }
-                received = requests.recv_many(&mut batch, MAX_BATCH) => received,
-            },
-            None => requests.recv_many(&mut batch, MAX_BATCH).await,
-        };
-        if received == 0 {
-            if let Some(flight) = in_flight.take() {
-                sequencer.settle(flight).await;
+                received = requests.recv_many(&mut batch, room), if open && room > 0 => open = received > 0,
             }
+            continue;
+        }
+        if batch.is_empty() && (!open || requests.recv_many(&mut batch, MAX_BATCH).await == 0) {
             return;
         }
-        if in_flight.is_some() {
-            // The database is busy anyway: let more writers join the next batch.
+        if open {
             gather(&mut requests, &mut batch).await;
         }
-        let (mutations, batch): (Vec<Mutation>, Vec<Reply>) = batch
+        let (mutations, replies): (Vec<Mutation>, Vec<Reply>) = std::mem::take(&mut batch)
             .into_iter()
             .map(|request| (request.mutation, request.reply))
             .unzip();
-
-        // 2. Plan on top of the batch in flight, then let that one finish.
-        let pending = in_flight.as_ref().map(|flight| flight.prepared.as_ref());
-        let mut prepared = prepare(backend.as_ref(), &mutations, pending, sequencer.known).await;
-        if let Some(flight) = in_flight.take()
-            && !sequencer.settle(flight).await
-        {
-            prepared = Ok(None);
-        }
-
-        // 3. Plan again if what it was planned on did not happen, and start writing.
-        let prepared = match prepared {
-            Ok(Some(prepared)) => Ok(prepared),
-            // Without a pending batch, `prepare` always plans.
-            Ok(None) => prepare(backend.as_ref(), &mutations, None, sequencer.known)
-                .await
-                .and_then(|prepared| {
-                    prepared.ok_or_else(|| Error::Corrupt("a batch could not be planned".into()))
-                }),
-            Err(err) => Err(err),
-        };
-        match prepared {
-            Ok(prepared) => in_flight = Some(start(&backend, batch, mutations, prepared)),
+        match prepare(backend.as_ref(), &mutations, sequencer.known).await {
+            Ok(prepared) => in_flight = Some(start(&backend, replies, mutations, prepared)),
             Err(err) => {
                 sequencer.known = None;
-                warn!(error = %err, mutations = batch.len(), "batch could not be planned; nothing acknowledged");
-                for reply in batch {
+                warn!(error = %err, mutations = replies.len(), "batch could not be planned; nothing acknowledged");
+                for reply in replies {
                     let _ = reply.send(Err(err.clone()));
                 }
             }

@@ -24,7 +24,7 @@ use crate::migrate::{self, Found};
 use crate::object::StoredObject;
 use crate::rows::{self, now_ms, to_u64};
 use crate::selector::{LabelSelector, Operator};
-use crate::sequencer::{Mutation, NewRow, Plan, plan_batch};
+use crate::sequencer::{Mutation, Plan, plan_batch};
 
 /// A per-connection guard that lets one call to the writer check a batch's base revision and its
 /// unchecked keys and abort the whole call if either is off: inserting into the view runs the
@@ -247,13 +247,14 @@ fn push_keys(query: &mut QueryBuilder<'_, Db>, keys: &[&ObjectKey]) {
 /// Writes a planned batch and commits, in one call to the connection's worker.
 async fn write_and_commit(conn: &mut SqliteConnection, plan: &Plan) -> Result<()> {
     let mut query: QueryBuilder<Db> = QueryBuilder::new("");
-    push_plan(&mut query, plan);
+    push_plan(&mut query, plan, None);
     query.build().persistent(false).execute(&mut *conn).await?;
     Ok(())
 }
 
-/// The statements that write a planned batch, ending with `COMMIT`.
-fn push_plan<'a>(query: &mut QueryBuilder<'a, Db>, plan: &'a Plan) {
+/// The statements that write a planned batch, ending with `COMMIT`. With `clash_guard` (the batch's
+/// base revision), the write aborts if a create's key was live at the base.
+fn push_plan<'a>(query: &mut QueryBuilder<'a, Db>, plan: &'a Plan, clash_guard: Option<u64>) {
     for (revision, superseded) in &plan.supersede {
         query
             .push("UPDATE kv SET superseded = ")
@@ -265,7 +266,7 @@ fn push_plan<'a>(query: &mut QueryBuilder<'a, Db>, plan: &'a Plan) {
     }
     for chunk in plan.rows.chunks(INSERT_CHUNK) {
         query.push(
-            "INSERT INTO kv (revision, cluster, resource, namespace, name, value, labels, uid, create_revision, \
+            "INSERT OR ROLLBACK INTO kv (revision, cluster, resource, namespace, name, value, labels, uid, create_revision, \
              prev_revision, deleted, superseded) VALUES ",
         );
         for (index, row) in chunk.iter().enumerate() {
@@ -288,25 +289,36 @@ fn push_plan<'a>(query: &mut QueryBuilder<'a, Db>, plan: &'a Plan) {
         }
         query.push("; ");
     }
-    let labels: Vec<(&NewRow, &String, &String)> = plan
-        .rows
-        .iter()
-        .flat_map(|row| row.labels.iter().map(move |(k, v)| (row, k, v)))
-        .collect();
-    for chunk in labels.chunks(INSERT_CHUNK * 2) {
-        query.push("INSERT INTO kv_labels (resource, key, value, cluster, revision) VALUES ");
-        for (index, (row, key, value)) in chunk.iter().enumerate() {
-            query.push(if index == 0 { "(" } else { ", (" });
-            let mut values = query.separated(", ");
-            values
-                .push_bind(&row.key.resource)
-                .push_bind(*key)
-                .push_bind(*value)
-                .push_bind(&row.key.cluster)
-                .push_bind(row.revision as i64);
-            query.push(")");
+    if let (Some(first), Some(last)) = (plan.rows.first(), plan.rows.last()) {
+        // The label index rows are derived from the rows just inserted, in the database.
+        if plan.rows.iter().any(|row| !row.deleted && !row.labels.is_empty()) {
+            query
+                .push(
+                    "INSERT OR ROLLBACK INTO kv_labels (resource, key, value, cluster, revision) \
+                     SELECT kv.resource, j.key, j.value, kv.cluster, kv.revision FROM kv, json_each(kv.labels) j \
+                     WHERE kv.revision BETWEEN ",
+                )
+                .push_bind(first.revision as i64)
+                .push(" AND ")
+                .push_bind(last.revision as i64)
+                .push(" AND kv.deleted = 0; ");
         }
-        query.push("; ");
+        if let Some(base) = clash_guard {
+            // Creates planned without reading their keys: none of them may have been live at `base`.
+            query
+                .push("INSERT INTO temp.write_guard (base, clashes) VALUES (")
+                .push_bind(base as i64)
+                .push(
+                    ", (SELECT count(*) FROM kv n JOIN kv o ON o.cluster = n.cluster AND o.resource = n.resource \
+                     AND o.namespace = n.namespace AND o.name = n.name AND o.revision <= ",
+                )
+                .push_bind(base as i64)
+                .push(" AND o.superseded IS NULL WHERE n.revision BETWEEN ")
+                .push_bind(first.revision as i64)
+                .push(" AND ")
+                .push_bind(last.revision as i64)
+                .push(" AND n.prev_revision IS NULL)); ");
+        }
     }
     if let Some(last) = plan.last_revision() {
         query
@@ -394,18 +406,8 @@ impl Backend for Sqlite {
         }
         let mut query: QueryBuilder<Db> =
             QueryBuilder::new("BEGIN IMMEDIATE; INSERT INTO temp.write_guard (base, clashes) VALUES (");
-        query.push_bind(base as i64).push(", ");
-        if unchecked.is_empty() {
-            query.push("0");
-        } else {
-            query.push(
-                "(SELECT count(*) FROM kv WHERE superseded IS NULL AND (cluster, resource, namespace, name) IN (VALUES ",
-            );
-            push_keys(&mut query, &unchecked.iter().collect::<Vec<_>>());
-            query.push("))");
-        }
-        query.push("); ");
-        push_plan(&mut query, plan);
+        query.push_bind(base as i64).push(", 0); ");
+        push_plan(&mut query, plan, (!unchecked.is_empty()).then_some(base));
         let mut conn = self.writer.lock().await;
         match query.build().persistent(false).execute(&mut *conn).await {
             Ok(_) => Ok(true),

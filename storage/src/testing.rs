@@ -1220,6 +1220,29 @@ pub async fn run_shared_database(backend: &TestBackend) {
     );
     assert_eq!(seen_a, acked);
     assert_eq!(seen_b, acked);
+
+    // Both stores race to create the same keys: exactly one create of each key wins.
+    let mut races = Vec::new();
+    for store in [a.clone(), b.clone()] {
+        for i in 0..16 {
+            let store = store.clone();
+            races.push(tokio::spawn(async move {
+                let name = format!("contested-{i}");
+                store
+                    .create(&key(cluster, "ns", &name), object(&name, &[], json!({})))
+                    .await
+            }));
+        }
+    }
+    let mut won = 0;
+    for race in races {
+        match race.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(Error::AlreadyExists { .. }) => {}
+            Err(other) => panic!("unexpected error from a contested create: {other}"),
+        }
+    }
+    assert_eq!(won, 16, "each contested key is created exactly once");
 }
 
 /// A throwaway PostgreSQL server in a temp dir (initdb + postgres), stopped by pid on drop.

@@ -1,9 +1,11 @@
 //! The `coxswain` binary: parses the command line and hands off to the crates that do the work.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use coxswain_apiserver::ServerConfig;
 use coxswain_conformance::bench::storage::StorageBench;
 use tracing_subscriber::EnvFilter;
 
@@ -17,6 +19,32 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the API server (with its store) until SIGINT or SIGTERM.
+    Server {
+        /// Where the SQLite file, the certificates and admin.kubeconfig live.
+        #[arg(long, default_value = "./coxswain-data")]
+        data_dir: PathBuf,
+        /// Address to serve HTTPS on.
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: SocketAddr,
+        /// `sqlite` (a file under --data-dir) or a postgres:// URL.
+        #[arg(long, default_value = "sqlite")]
+        storage: String,
+        /// kube-apiserver's static token CSV: token,user,uid,"group1,group2".
+        #[arg(long)]
+        token_auth_file: Option<PathBuf>,
+    },
+    /// Print an admin kubeconfig for a server's data dir.
+    Kubeconfig {
+        #[arg(long, default_value = "./coxswain-data")]
+        data_dir: PathBuf,
+        /// A logical cluster: the kubeconfig then addresses /clusters/<NAME>.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// The server's address, as given to `coxswain server --listen`.
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: SocketAddr,
+    },
     /// Measure parts of Coxswain; each benchmark prints one JSON line.
     Bench {
         #[command(subcommand)]
@@ -60,8 +88,66 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// Runs the server until SIGINT or SIGTERM, then shuts it down in order.
+async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let server = coxswain_apiserver::start(config)
+        .await
+        .context("cannot start the server")?;
+    println!(
+        "coxswain is ready on https://{} after {} ms; kubeconfig: {}",
+        server.addr,
+        started.elapsed().as_millis(),
+        server.kubeconfig.display()
+    );
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Server {
+            data_dir,
+            listen,
+            storage,
+            token_auth_file,
+        } => {
+            serve(ServerConfig {
+                data_dir,
+                listen,
+                storage,
+                token_auth_file,
+            })
+            .await?
+        }
+        Command::Kubeconfig {
+            data_dir,
+            cluster,
+            listen,
+        } => {
+            let pki =
+                coxswain_apiserver::pki::ensure(&data_dir, listen).context("cannot read the certificates")?;
+            let host = if listen.ip().is_unspecified() {
+                format!("127.0.0.1:{}", listen.port())
+            } else {
+                listen.to_string()
+            };
+            print!(
+                "{}",
+                coxswain_apiserver::pki::admin_kubeconfig(
+                    &pki,
+                    &format!("https://{host}"),
+                    cluster.as_deref()
+                )
+            );
+        }
         Command::Bench {
             bench:
                 Bench::Storage {

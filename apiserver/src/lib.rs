@@ -1,0 +1,20 @@
+//! Coxswain's Kubernetes HTTP API: the TLS server, authentication, discovery, OpenAPI and the
+//! generic REST handler that serves every resource in the [`registry`] through the storage engine.
+
+pub mod auth;
+pub mod discovery;
+pub mod error;
+pub mod fields;
+pub mod object;
+pub mod openapi;
+pub mod patch;
+pub mod pki;
+pub mod registry;
+pub mod request;
+pub mod rest;
+pub mod server;
+pub mod strategy;
+pub mod table;
+pub mod validation;
+
+pub use server::{RunningServer, ServerConfig, ServerError, start};

@@ -1,0 +1,946 @@
+//! The one generic REST handler: get, list, watch, create, update, patch, delete and
+//! deletecollection for every registered resource, driven by its [`ResourceKind`] and strategy.
+//! It must not know about any particular resource; rules live in strategies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use coxswain_storage::{
+    ClusterScope, LabelSelector, ListRequest, ObjectKey, Preconditions, ReadRevision, Scope, Store,
+    StoredObject, WatchEvent, WatchRequest,
+};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, ApiResult, Cause};
+use crate::fields::FieldSelector;
+use crate::object;
+use crate::registry::{GroupResource, ResourceKind};
+use crate::request::Target;
+use crate::strategy;
+use crate::table;
+
+/// Request bodies above this size get 413, as upstream's 3 MiB limit.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// How many times an unconditional update retries after losing a race.
+const UPDATE_ATTEMPTS: usize = 16;
+
+/// One resource request, parsed.
+#[derive(Debug)]
+pub struct ResourceRequest<'a> {
+    pub cluster: &'a str,
+    pub target: &'a Target,
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+    pub query: &'a std::collections::HashMap<String, String>,
+    pub body: Bytes,
+}
+
+impl ResourceRequest<'_> {
+    fn kind(&self) -> &ResourceKind {
+        &self.target.kind
+    }
+
+    fn param(&self, name: &str) -> Option<&str> {
+        self.query.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    fn dry_run(&self) -> bool {
+        self.param("dryRun") == Some("All")
+    }
+
+    fn wants_table(&self) -> bool {
+        self.headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("as=Table"))
+    }
+
+    fn key(&self, name: &str) -> ObjectKey {
+        ObjectKey::new(
+            self.cluster,
+            self.kind().storage_resource(),
+            self.target.namespace.clone().unwrap_or_default(),
+            name,
+        )
+    }
+
+    fn group_resource(&self) -> GroupResource {
+        self.kind().group_resource()
+    }
+}
+
+/// Serves a resource request.
+pub async fn serve(store: &Arc<dyn Store>, request: ResourceRequest<'_>) -> ApiResult<Response> {
+    let target = request.target;
+    let subresource = target.subresource.as_deref();
+    match (request.method.clone(), target.name.as_deref(), subresource) {
+        (Method::GET, None, None) => {
+            if request.param("watch").is_some_and(|w| w == "true" || w == "1") {
+                watch(store, &request).await
+            } else {
+                list(store, &request).await
+            }
+        }
+        (Method::GET, Some(name), None | Some("status")) => get(store, &request, name).await,
+        (Method::GET, Some(name), Some("scale")) => {
+            let stored = get_object(store, &request, name).await?;
+            Ok(json_response(StatusCode::OK, &scale_of(request.kind(), &stored)?))
+        }
+        (Method::POST, None, None) => create(store, &request).await,
+        (Method::PUT, Some(name), _) => update(store, &request, name).await,
+        (Method::PATCH, Some(name), _) => patch(store, &request, name).await,
+        (Method::DELETE, Some(name), None) => delete(store, &request, name).await,
+        (Method::DELETE, None, None) if request.kind().verbs.contains(&"deletecollection") => {
+            delete_collection(store, &request).await
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response {
+    bytes_response(status, Bytes::from(serde_json::to_vec(value).unwrap_or_default()))
+}
+
+fn bytes_response(status: StatusCode, body: Bytes) -> Response {
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn parse(stored: &StoredObject) -> ApiResult<Value> {
+    stored.json().map_err(|err| ApiError::internal(err.to_string()))
+}
+
+/// The stored object as the request's version presents it (versions of one resource share storage).
+fn presented(kind: &ResourceKind, mut object: Value) -> Value {
+    if object.get("apiVersion").and_then(Value::as_str) != Some(kind.api_version().as_str()) {
+        object["apiVersion"] = json!(kind.api_version());
+    }
+    object
+}
+
+async fn get_object(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str) -> ApiResult<Value> {
+    let stored = store
+        .get(&request.key(name))
+        .await
+        .map_err(|err| ApiError::storage(err, &request.group_resource(), name))?;
+    Ok(presented(request.kind(), parse(&stored)?))
+}
+
+async fn get(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str) -> ApiResult<Response> {
+    let object = get_object(store, request, name).await?;
+    if request.wants_table() {
+        let kind = request.kind();
+        let rv = object
+            .pointer("/metadata/resourceVersion")
+            .cloned()
+            .unwrap_or(json!(""));
+        let table = table::table(kind.columns, &[object], json!({ "resourceVersion": rv }), true);
+        return Ok(json_response(StatusCode::OK, &table));
+    }
+    Ok(json_response(StatusCode::OK, &object))
+}
+
+/// `resourceVersion` + `resourceVersionMatch` of a list.
+fn read_revision(request: &ResourceRequest<'_>) -> ApiResult<ReadRevision> {
+    let version = request.param("resourceVersion");
+    let parsed = match version {
+        None => None,
+        Some(text) => Some(text.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "invalid resourceVersion {text:?}: must be an unsigned integer"
+            ))
+        })?),
+    };
+    Ok(match (request.param("resourceVersionMatch"), parsed) {
+        (Some("Exact"), Some(rv)) => ReadRevision::Exact(rv),
+        (Some("NotOlderThan"), Some(rv)) => ReadRevision::NotOlderThan(rv),
+        (Some(other), None) => {
+            return Err(ApiError::bad_request(format!(
+                "resourceVersionMatch {other:?} is forbidden unless resourceVersion is provided"
+            )));
+        }
+        (Some(other), Some(_)) if other != "Exact" && other != "NotOlderThan" => {
+            return Err(ApiError::bad_request(format!(
+                "resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""
+            )));
+        }
+        (_, Some(0)) => ReadRevision::Any,
+        (_, Some(rv)) => ReadRevision::NotOlderThan(rv),
+        (_, None) => ReadRevision::Latest,
+    })
+}
+
+fn scope(request: &ResourceRequest<'_>) -> Scope {
+    Scope::new(
+        ClusterScope::one(request.cluster),
+        request.kind().storage_resource(),
+        request.target.namespace.clone(),
+    )
+}
+
+fn selectors(request: &ResourceRequest<'_>) -> ApiResult<(LabelSelector, FieldSelector)> {
+    let labels = LabelSelector::parse(request.param("labelSelector").unwrap_or(""))
+        .map_err(|err| ApiError::bad_request(format!("unable to parse requirement: {err}")))?;
+    let fields = FieldSelector::parse(request.param("fieldSelector").unwrap_or(""), request.kind())?;
+    Ok((labels, fields))
+}
+
+async fn list(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiResult<Response> {
+    let (labels, fields) = selectors(request)?;
+    let mut list_request = ListRequest::new(scope(request));
+    list_request.selector = labels;
+    list_request.revision = read_revision(request)?;
+    list_request.continue_token = request.param("continue").map(str::to_string);
+    if let Some(limit) = request.param("limit") {
+        let limit: u64 = limit
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid limit {limit:?}")))?;
+        if limit > 0 {
+            list_request.limit = Some(limit);
+        }
+    }
+    let page = store
+        .list(&list_request)
+        .await
+        .map_err(|err| ApiError::storage(err, &request.group_resource(), ""))?;
+    let kind = request.kind();
+    let mut items = Vec::with_capacity(page.items.len());
+    for stored in &page.items {
+        let object = presented(kind, parse(stored)?);
+        if fields.matches(&object) {
+            items.push(object);
+        }
+    }
+    let mut metadata = json!({ "resourceVersion": page.revision.to_string() });
+    if let Some(token) = &page.continue_token {
+        metadata["continue"] = json!(token);
+    }
+    if request.wants_table() {
+        return Ok(json_response(
+            StatusCode::OK,
+            &table::table(kind.columns, &items, metadata, true),
+        ));
+    }
+    let list = json!({
+        "kind": format!("{}List", kind.kind),
+        "apiVersion": kind.api_version(),
+        "metadata": metadata,
+        "items": items,
+    });
+    Ok(json_response(StatusCode::OK, &list))
+}
+
+/// One line of a watch stream.
+fn event_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+async fn watch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiResult<Response> {
+    let (labels, fields) = selectors(request)?;
+    let kind = request.kind().clone();
+    let bookmarks = request.param("allowWatchBookmarks") == Some("true");
+    let send_initial = request.param("sendInitialEvents") == Some("true");
+    if send_initial && !bookmarks {
+        return Err(ApiError::invalid(
+            "ListOptions",
+            "meta.k8s.io",
+            "",
+            vec![Cause {
+                reason: "FieldValueForbidden",
+                message: "Forbidden: sendInitialEvents requires setting allowWatchBookmarks=true".into(),
+                field: "allowWatchBookmarks".into(),
+            }],
+        ));
+    }
+    let version = request.param("resourceVersion");
+    let after: Option<u64> = match version {
+        None | Some("0") => None,
+        Some(text) => Some(text.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "invalid resourceVersion {text:?}: must be an unsigned integer"
+            ))
+        })?),
+    };
+    let timeout = match request.param("timeoutSeconds") {
+        Some(text) => Some(Duration::from_secs(text.parse().map_err(|_| {
+            ApiError::bad_request(format!("invalid timeoutSeconds {text:?}"))
+        })?)),
+        None => None,
+    };
+    let table = request.wants_table();
+
+    // Synthetic ADDED events for the current state unless the client resumes from a revision.
+    let initial = after.is_none() || send_initial;
+    let mut initial_objects = Vec::new();
+    let start = if initial {
+        let mut list_request = ListRequest::new(scope(request));
+        list_request.selector = labels.clone();
+        list_request.revision = match after {
+            Some(rv) => ReadRevision::NotOlderThan(rv),
+            None => ReadRevision::Latest,
+        };
+        let page = store
+            .list(&list_request)
+            .await
+            .map_err(|err| ApiError::storage(err, &request.group_resource(), ""))?;
+        for stored in &page.items {
+            let object = presented(&kind, parse(stored)?);
+            if fields.matches(&object) {
+                initial_objects.push(object);
+            }
+        }
+        Some(page.revision)
+    } else {
+        after
+    };
+    let stream = store
+        .watch(WatchRequest {
+            scope: scope(request),
+            after_revision: start,
+            progress_interval: bookmarks.then_some(Duration::from_secs(60)),
+        })
+        .await;
+    let events = match stream {
+        Ok(events) => events,
+        Err(err) => {
+            // Upstream answers 200 and reports an expired revision as an ERROR event.
+            let status = ApiError::storage(err, &kind.group_resource(), "").status();
+            let body = event_line("ERROR", &status);
+            return Ok(watch_response(Body::from(body)));
+        }
+    };
+
+    let mut first_table = true;
+    let encode = move |event: &str, object: Value, first: &mut bool| -> Bytes {
+        if table && event != "BOOKMARK" && event != "ERROR" {
+            let rv = object
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(json!(""));
+            let t = table::table(kind.columns, &[object], json!({ "resourceVersion": rv }), *first);
+            *first = false;
+            event_line(event, &t)
+        } else {
+            event_line(event, &object)
+        }
+    };
+    let kind_for_stream = request.kind().clone();
+    let bookmark = move |revision: u64, end_of_initial: bool| {
+        let mut metadata = json!({ "resourceVersion": revision.to_string() });
+        if end_of_initial {
+            metadata["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
+        }
+        json!({ "kind": kind_for_stream.kind, "apiVersion": kind_for_stream.api_version(), "metadata": metadata })
+    };
+
+    let mut prelude = Vec::new();
+    for object in initial_objects {
+        prelude.push(encode("ADDED", object, &mut first_table));
+    }
+    if send_initial && let Some(revision) = start {
+        prelude.push(event_line("BOOKMARK", &bookmark(revision, true)));
+    }
+    let kind = request.kind().clone();
+    let live = events.filter_map(move |event| {
+        let line = match event {
+            Ok(WatchEvent::Progress { revision }) => {
+                bookmarks.then(|| event_line("BOOKMARK", &bookmark(revision, false)))
+            }
+            Ok(event) => {
+                let name = match &event {
+                    WatchEvent::Added(_) => "ADDED",
+                    WatchEvent::Modified(_) => "MODIFIED",
+                    _ => "DELETED",
+                };
+                event
+                    .object()
+                    .and_then(|stored| stored.json().ok())
+                    .map(|object| presented(&kind, object))
+                    .filter(|object| fields.matches(object) && labels_match(&labels, object))
+                    .map(|object| encode(name, object, &mut first_table))
+            }
+            Err(err) => Some(event_line(
+                "ERROR",
+                &ApiError::storage(err, &kind.group_resource(), "").status(),
+            )),
+        };
+        std::future::ready(line.map(Ok::<_, std::convert::Infallible>))
+    });
+    let stream = futures::stream::iter(prelude.into_iter().map(Ok)).chain(live);
+    let body = match timeout {
+        Some(limit) => Body::from_stream(
+            tokio_stream::StreamExt::timeout(stream, limit)
+                .take_while(|item| std::future::ready(item.is_ok()))
+                .filter_map(|item| std::future::ready(item.ok())),
+        ),
+        None => Body::from_stream(stream),
+    };
+    Ok(watch_response(body))
+}
+
+fn labels_match(selector: &LabelSelector, object: &Value) -> bool {
+    let labels: coxswain_storage::Labels = object
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    selector.matches(&labels)
+}
+
+fn watch_response(body: Body) -> Response {
+    let mut response = Response::new(body);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    response
+}
+
+/// Parses a JSON request body.
+fn body_json(request: &ResourceRequest<'_>) -> ApiResult<Value> {
+    let content_type = request
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !matches!(media, "application/json" | "" | "*/*") && !media.ends_with("+json") {
+        return Err(ApiError::unsupported_media_type(content_type));
+    }
+    decode_json(&request.body)
+}
+
+/// Deep documents are refused before they can exhaust the stack (serde_json stops at 128 levels).
+pub fn decode_json(body: &[u8]) -> ApiResult<Value> {
+    serde_json::from_slice(body)
+        .map_err(|err| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {err}")))
+}
+
+/// The metadata checks every resource gets, plus the strategy's validation.
+fn validate(kind: &ResourceKind, object: &Value, old: Option<&Value>) -> ApiResult<()> {
+    let name = object::name_of(object).unwrap_or_default();
+    let mut causes = Vec::new();
+    if name.is_empty() {
+        causes.push(Cause::required("metadata.name"));
+    } else {
+        causes.extend(strategy::validate_name(kind.strategy.name_rule(), name));
+    }
+    if let Some(metadata) = object.get("metadata") {
+        causes.extend(crate::validation::metadata_maps(metadata));
+    }
+    causes.extend(match old {
+        None => kind.strategy.validate(object),
+        Some(old) => kind.strategy.validate_update(object, old),
+    });
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(kind.kind, kind.group, name, causes))
+    }
+}
+
+/// Refuses writes into a missing or terminating namespace.
+async fn check_namespace(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str) -> ApiResult<()> {
+    let Some(namespace) = &request.target.namespace else {
+        return Ok(());
+    };
+    let key = ObjectKey::new(request.cluster, "core/namespaces", "", namespace.as_str());
+    let namespaces = GroupResource::new("", "namespaces");
+    let stored = store
+        .get(&key)
+        .await
+        .map_err(|err| ApiError::storage(err, &namespaces, namespace))?;
+    let object = parse(&stored)?;
+    if object.pointer("/metadata/deletionTimestamp").is_some() {
+        return Err(ApiError::forbidden(
+            &request.group_resource(),
+            name,
+            format!("unable to create new content in namespace {namespace} because it is being terminated"),
+        ));
+    }
+    Ok(())
+}
+
+async fn create(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiResult<Response> {
+    let kind = request.kind();
+    let mut object = body_json(request)?;
+    object::check_type(&mut object, kind, kind.kind)?;
+    let metadata = strategy::ensure_object(&mut object, "metadata");
+    match (
+        &request.target.namespace,
+        metadata.get("namespace").and_then(Value::as_str),
+    ) {
+        (Some(url), Some(body)) if !body.is_empty() && body != url => {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        (Some(url), _) => {
+            metadata.insert("namespace".into(), json!(url));
+        }
+        (None, _) => {
+            metadata.remove("namespace");
+        }
+    }
+    let name_missing = metadata
+        .get("name")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty);
+    if name_missing
+        && let Some(prefix) = metadata.get("generateName").and_then(Value::as_str)
+        && !prefix.is_empty()
+    {
+        let name = format!("{prefix}{}", object::random_suffix());
+        metadata.insert("name".into(), json!(name));
+    }
+    for server_set in [
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "selfLink",
+    ] {
+        metadata.remove(server_set);
+    }
+    metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    metadata.insert("creationTimestamp".into(), json!(object::now()));
+    if kind.has_status() {
+        object["status"] = json!({});
+    }
+    kind.strategy.prepare_for_create(&mut object);
+    if kind.strategy.tracks_generation() {
+        object["metadata"]["generation"] = json!(1);
+    }
+    validate(kind, &object, None)?;
+    let name = object::name_of(&object).unwrap_or_default().to_string();
+    check_namespace(store, request, &name).await?;
+    if request.dry_run() {
+        return Ok(json_response(StatusCode::CREATED, &object));
+    }
+    let bytes = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
+    let stored = store
+        .create(&request.key(&name), bytes)
+        .await
+        .map_err(|err| ApiError::storage(err, &request.group_resource(), &name))?;
+    Ok(bytes_response(StatusCode::CREATED, stored.value))
+}
+
+/// The new state of an object from a full replacement `incoming` of the part the request may write.
+fn merge_update(
+    kind: &ResourceKind,
+    subresource: Option<&str>,
+    old: &Value,
+    mut incoming: Value,
+) -> ApiResult<Value> {
+    if subresource == Some("status") {
+        let mut new = old.clone();
+        new["status"] = incoming.get("status").cloned().unwrap_or(json!({}));
+        return Ok(new);
+    }
+    if subresource == Some("finalize") {
+        let mut new = old.clone();
+        new["spec"] = incoming.get("spec").cloned().unwrap_or(json!({}));
+        return Ok(new);
+    }
+    // Server-owned metadata stays as stored.
+    let metadata = strategy::ensure_object(&mut incoming, "metadata");
+    for owned in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+    ] {
+        match old.pointer(&format!("/metadata/{owned}")) {
+            Some(value) => metadata.insert(owned.into(), value.clone()),
+            None => metadata.remove(owned),
+        };
+    }
+    kind.strategy.prepare_for_update(&mut incoming, old);
+    if kind.strategy.tracks_generation() && object::spec_part(&incoming) != object::spec_part(old) {
+        let generation = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        incoming["metadata"]["generation"] = json!(generation + 1);
+    }
+    Ok(incoming)
+}
+
+/// Read–modify–write of one object. `modify` gets the stored object and returns the new one; a
+/// resourceVersion in the new object is a precondition. Writes nothing when nothing changed.
+async fn write_update(
+    store: &Arc<dyn Store>,
+    request: &ResourceRequest<'_>,
+    name: &str,
+    mut modify: impl FnMut(&Value) -> ApiResult<Value>,
+) -> ApiResult<Response> {
+    let kind = request.kind();
+    let key = request.key(name);
+    for _ in 0..UPDATE_ATTEMPTS {
+        let stored = store
+            .get(&key)
+            .await
+            .map_err(|err| ApiError::storage(err, &request.group_resource(), name))?;
+        let old = presented(kind, parse(&stored)?);
+        let mut new = modify(&old)?;
+        object::check_type(&mut new, kind, kind.kind)?;
+        if object::name_of(&new) != Some(name) {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                object::name_of(&new).unwrap_or_default()
+            )));
+        }
+        let wanted = object::resource_version(&new)?;
+        if let Some(wanted) = wanted
+            && wanted != stored.revision
+        {
+            return Err(ApiError::conflict(&request.group_resource(), name));
+        }
+        validate(kind, &new, Some(&old))?;
+        if object::comparable(&new) == object::comparable(&old) || request.dry_run() {
+            return Ok(json_response(
+                StatusCode::OK,
+                if request.dry_run() { &new } else { &old },
+            ));
+        }
+        let bytes = Bytes::from(serde_json::to_vec(&new).unwrap_or_default());
+        match store
+            .update(&key, bytes, &Preconditions::revision(stored.revision))
+            .await
+        {
+            Ok(written) => {
+                // A finalizer-held deletion completes when the last finalizer goes.
+                if new.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&new).is_empty() {
+                    let _ = store
+                        .delete(&key, &Preconditions::revision(written.revision))
+                        .await;
+                }
+                return Ok(bytes_response(StatusCode::OK, written.value));
+            }
+            Err(coxswain_storage::Error::Conflict { .. }) if wanted.is_none() => continue,
+            Err(err) => return Err(ApiError::storage(err, &request.group_resource(), name)),
+        }
+    }
+    Err(ApiError::conflict(&request.group_resource(), name))
+}
+
+async fn update(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str) -> ApiResult<Response> {
+    let kind = request.kind().clone();
+    let subresource = request.target.subresource.clone();
+    let incoming = body_json_or_untyped(request)?;
+    if subresource.as_deref() == Some("scale") {
+        let replicas = incoming.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+        let wanted = object::resource_version(&incoming)?;
+        let response = write_update(store, request, name, |old| {
+            let mut new = old.clone();
+            new["spec"]["replicas"] = replicas.clone();
+            if let Some(rv) = wanted {
+                new["metadata"]["resourceVersion"] = json!(rv.to_string());
+            }
+            merge_update(&kind, None, old, new)
+        })
+        .await?;
+        return scale_response(&kind, response).await;
+    }
+    write_update(store, request, name, |old| {
+        merge_update(&kind, subresource.as_deref(), old, incoming.clone())
+    })
+    .await
+}
+
+/// kubectl's `scale --current-replicas` PUT has no Content-Type (CLIENTS.md B6): JSON it is.
+fn body_json_or_untyped(request: &ResourceRequest<'_>) -> ApiResult<Value> {
+    if request.headers.get(header::CONTENT_TYPE).is_none() {
+        return decode_json(&request.body);
+    }
+    body_json(request)
+}
+
+async fn scale_response(kind: &ResourceKind, response: Response) -> ApiResult<Response> {
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), MAX_BODY_BYTES * 4)
+        .await
+        .map_err(|err| ApiError::internal(err.to_string()))?;
+    let object = decode_json(&body)?;
+    Ok(json_response(status, &scale_of(kind, &object)?))
+}
+
+/// The autoscaling/v1 Scale of a scalable object.
+fn scale_of(kind: &ResourceKind, object: &Value) -> ApiResult<Value> {
+    let metadata = object.get("metadata").cloned().unwrap_or(json!({}));
+    let selector = object
+        .pointer("/spec/selector/matchLabels")
+        .or_else(|| object.pointer("/spec/selector"))
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?)))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let _ = kind;
+    Ok(json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": metadata.get("name"),
+            "namespace": metadata.get("namespace"),
+            "uid": metadata.get("uid"),
+            "resourceVersion": metadata.get("resourceVersion"),
+            "creationTimestamp": metadata.get("creationTimestamp"),
+        },
+        "spec": { "replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(0)) },
+        "status": {
+            "replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+    }))
+}
+
+async fn patch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str) -> ApiResult<Response> {
+    let kind = request.kind().clone();
+    let subresource = request.target.subresource.clone();
+    let content_type = request
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let patch = decode_json(&request.body)?;
+    let apply = |document: &Value| -> ApiResult<Value> {
+        let mut patched = document.clone();
+        match content_type.as_str() {
+            "application/json-patch+json" => {
+                let operations: json_patch::Patch = serde_json::from_value(patch.clone())
+                    .map_err(|err| ApiError::bad_request(format!("invalid JSON patch: {err}")))?;
+                json_patch::patch(&mut patched, &operations).map_err(|err| {
+                    ApiError::invalid(
+                        kind.kind,
+                        kind.group,
+                        name,
+                        vec![Cause {
+                            reason: "FieldValueInvalid",
+                            message: err.to_string(),
+                            field: String::new(),
+                        }],
+                    )
+                })?;
+            }
+            "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                crate::patch::merge(
+                    &mut patched,
+                    &patch,
+                    content_type.starts_with("application/strategic"),
+                );
+            }
+            "application/apply-patch+yaml" => {
+                crate::patch::merge(&mut patched, &patch, true);
+            }
+            other => return Err(ApiError::unsupported_media_type(other)),
+        }
+        Ok(patched)
+    };
+    if subresource.as_deref() == Some("scale") {
+        let response = write_update(store, request, name, |old| {
+            let scale = apply(&scale_of(&kind, old)?)?;
+            let mut new = old.clone();
+            new["spec"]["replicas"] = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+            merge_update(&kind, None, old, new)
+        })
+        .await?;
+        return scale_response(&kind, response).await;
+    }
+    let exists = store.get(&request.key(name)).await;
+    if content_type == "application/apply-patch+yaml"
+        && matches!(exists, Err(coxswain_storage::Error::NotFound { .. }))
+        && subresource.is_none()
+    {
+        return create(
+            store,
+            &ResourceRequest {
+                body: request.body.clone(),
+                headers: &HeaderMap::new(),
+                ..*request
+            },
+        )
+        .await;
+    }
+    write_update(store, request, name, |old| {
+        let patched = apply(old)?;
+        let mut new = merge_update(&kind, subresource.as_deref(), old, patched)?;
+        // A patch's resourceVersion is a precondition only when the patch itself carries one.
+        if patch.pointer("/metadata/resourceVersion").is_none()
+            && let Some(rv) = old.pointer("/metadata/resourceVersion")
+        {
+            new["metadata"]["resourceVersion"] = rv.clone();
+        }
+        Ok(new)
+    })
+    .await
+}
+
+fn finalizers(object: &Value) -> Vec<String> {
+    object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|f| Some(f.as_str()?.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// DeleteOptions from the body (JSON; may be empty) and the query.
+fn delete_preconditions(request: &ResourceRequest<'_>) -> ApiResult<Preconditions> {
+    if request.body.is_empty() {
+        return Ok(Preconditions::none());
+    }
+    let options = decode_json(&request.body)?;
+    let mut preconditions = Preconditions::none();
+    if let Some(uid) = options.pointer("/preconditions/uid").and_then(Value::as_str) {
+        preconditions.uid = Some(uid.to_string());
+    }
+    if let Some(rv) = options
+        .pointer("/preconditions/resourceVersion")
+        .and_then(Value::as_str)
+    {
+        preconditions.resource_version =
+            Some(rv.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid precondition resourceVersion {rv:?}"))
+            })?);
+    }
+    Ok(preconditions)
+}
+
+fn deleted_status(kind: &ResourceKind, object: &Value) -> Value {
+    let mut details = json!({
+        "name": object::name_of(object).unwrap_or_default(),
+        "kind": kind.resource,
+        "uid": object.pointer("/metadata/uid").cloned().unwrap_or(json!("")),
+    });
+    if !kind.group.is_empty() {
+        details["group"] = json!(kind.group);
+    }
+    json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details })
+}
+
+async fn delete(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str) -> ApiResult<Response> {
+    let kind = request.kind();
+    let key = request.key(name);
+    let preconditions = delete_preconditions(request)?;
+    let stored = store
+        .get(&key)
+        .await
+        .map_err(|err| ApiError::storage(err, &request.group_resource(), name))?;
+    let object = presented(kind, parse(&stored)?);
+    if let Some(rv) = preconditions.resource_version
+        && rv != stored.revision
+    {
+        return Err(ApiError::conflict(&request.group_resource(), name));
+    }
+    if let Some(uid) = &preconditions.uid
+        && object.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid.as_str())
+    {
+        return Err(ApiError::conflict(&request.group_resource(), name));
+    }
+    let is_namespace = kind.group.is_empty() && kind.resource == "namespaces";
+    if is_namespace || !finalizers(&object).is_empty() {
+        // Deletion waits for finalizers (for a namespace: until its content is gone).
+        if request.dry_run() {
+            return Ok(json_response(StatusCode::OK, &object));
+        }
+        let mut terminating = object.clone();
+        if terminating.pointer("/metadata/deletionTimestamp").is_none() {
+            terminating["metadata"]["deletionTimestamp"] = json!(object::now());
+            terminating["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            if is_namespace {
+                terminating["status"]["phase"] = json!("Terminating");
+            }
+            let bytes = Bytes::from(serde_json::to_vec(&terminating).unwrap_or_default());
+            let written = store
+                .update(&key, bytes, &Preconditions::revision(stored.revision))
+                .await
+                .map_err(|err| ApiError::storage(err, &request.group_resource(), name))?;
+            terminating = parse(&written)?;
+        }
+        return Ok(json_response(StatusCode::OK, &terminating));
+    }
+    if request.dry_run() {
+        return Ok(json_response(StatusCode::OK, &deleted_status(kind, &object)));
+    }
+    store
+        .delete(&key, &Preconditions::revision(stored.revision))
+        .await
+        .map_err(|err| ApiError::storage(err, &request.group_resource(), name))?;
+    Ok(json_response(StatusCode::OK, &deleted_status(kind, &object)))
+}
+
+async fn delete_collection(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiResult<Response> {
+    let (labels, fields) = selectors(request)?;
+    let mut list_request = ListRequest::new(scope(request));
+    list_request.selector = labels;
+    let page = store
+        .list(&list_request)
+        .await
+        .map_err(|err| ApiError::storage(err, &request.group_resource(), ""))?;
+    let kind = request.kind();
+    let mut deleted = Vec::new();
+    for stored in page.items {
+        let object = presented(kind, parse(&stored)?);
+        if !fields.matches(&object) {
+            continue;
+        }
+        if !request.dry_run() {
+            match store
+                .delete(&stored.key, &Preconditions::revision(stored.revision))
+                .await
+            {
+                Ok(_) | Err(coxswain_storage::Error::NotFound { .. }) => {}
+                Err(err) => {
+                    return Err(ApiError::storage(
+                        err,
+                        &request.group_resource(),
+                        &stored.key.name,
+                    ));
+                }
+            }
+        }
+        deleted.push(object);
+    }
+    let list = json!({
+        "kind": format!("{}List", kind.kind),
+        "apiVersion": kind.api_version(),
+        "metadata": { "resourceVersion": page.revision.to_string() },
+        "items": deleted,
+    });
+    Ok(json_response(StatusCode::OK, &list))
+}

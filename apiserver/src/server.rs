@@ -1,0 +1,514 @@
+//! The HTTPS server: opens the store, prepares certificates and the admin kubeconfig, accepts TLS
+//! connections (HTTP/1.1 and HTTP/2 by ALPN), authenticates, routes every request to discovery,
+//! OpenAPI or the generic REST handler, and shuts down in order: stop accepting, let in-flight
+//! requests finish, close the store.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use coxswain_storage::{
+    ClusterScope, ListRequest, ObjectKey, Preconditions, Scope, SqlStore, Store, StoreOptions,
+};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::auth::{Identity, Tokens};
+use crate::discovery::{self, Aggregated};
+use crate::error::{ApiError, ApiResult};
+use crate::pki;
+use crate::registry::{self, Registry};
+use crate::request::{self, DEFAULT_CLUSTER, Endpoint};
+use crate::rest::{self, MAX_BODY_BYTES, ResourceRequest};
+
+/// How the server is started.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// `sqlite` or a `postgres://` URL.
+    pub storage: String,
+    pub token_auth_file: Option<PathBuf>,
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Storage(#[from] coxswain_storage::Error),
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error(transparent)]
+    Tokens(#[from] crate::auth::TokenFileError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS configuration failed: {0}")]
+    Tls(String),
+}
+
+/// What every request handler shares.
+struct AppState {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    tokens: Tokens,
+    /// Logical clusters whose initial namespaces are known to exist.
+    bootstrapped: Mutex<HashSet<String>>,
+}
+
+/// A started server.
+#[derive(Debug)]
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub kubeconfig: PathBuf,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, waits for in-flight requests (watches are cut after a grace period), and
+    /// closes the store.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+
+    /// A token that stops the server when cancelled (for signal handlers).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the server has stopped.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// The namespaces every logical cluster has from the start.
+const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Writes the admin kubeconfig for the server at `addr`; returns its path.
+pub fn write_kubeconfig(
+    data_dir: &Path,
+    pki: &pki::ServerPki,
+    addr: SocketAddr,
+) -> Result<PathBuf, ServerError> {
+    let path = data_dir.join("admin.kubeconfig");
+    let host = if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    std::fs::write(
+        &path,
+        pki::admin_kubeconfig(pki, &format!("https://{host}"), None),
+    )
+    .map_err(|source| ServerError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+fn tls_config(pki: &pki::ServerPki) -> Result<rustls::ServerConfig, ServerError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let tls = |err: &dyn std::fmt::Display| ServerError::Tls(err.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pki.ca_cert_pem.as_bytes()) {
+        roots.add(cert.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| tls(&e))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pki.serving_cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| tls(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(pki.serving_key_pem.as_bytes()).map_err(|e| tls(&e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| tls(&e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Starts the server; returns once it accepts connections.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::Write {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let tokens = match &config.token_auth_file {
+        Some(path) => Tokens::load(path)?,
+        None => Tokens::default(),
+    };
+    let store: Arc<dyn Store> =
+        Arc::new(SqlStore::open(&config.storage, &config.data_dir, StoreOptions::default()).await?);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let pki = pki::ensure(&config.data_dir, addr)?;
+    let kubeconfig = write_kubeconfig(&config.data_dir, &pki, addr)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&pki)?));
+    let state = Arc::new(AppState {
+        store,
+        registry: Arc::new(registry::builtin()),
+        tokens,
+        bootstrapped: Mutex::new(HashSet::new()),
+    });
+    ensure_cluster(&state, DEFAULT_CLUSTER)
+        .await
+        .map_err(|err| ServerError::Tls(format!("cannot create the initial namespaces: {err}")))?;
+    resume_namespace_cleanup(&state).await;
+
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(accept_loop(listener, acceptor, state, shutdown.clone()));
+    Ok(RunningServer {
+        addr,
+        kubeconfig,
+        shutdown,
+        task,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(err)) => {
+                    debug!(%peer, error = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let identity = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|cert| Identity::from_certificate(cert.as_ref()));
+            let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                let state = state.clone();
+                let identity = identity.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&state, identity, request).await) }
+            });
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            if let Err(err) = watcher.watch(connection.into_owned()).await {
+                debug!(%peer, error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    // In-flight requests finish; long watches are cut after a grace period.
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        info!("closing connections still open after the shutdown grace period");
+    }
+}
+
+fn identify(
+    state: &AppState,
+    certificate: Option<Identity>,
+    request: &Request<hyper::body::Incoming>,
+) -> ApiResult<Identity> {
+    if let Some(authorization) = request.headers().get(header::AUTHORIZATION) {
+        let token = authorization
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or_default();
+        return state
+            .tokens
+            .identify(token)
+            .cloned()
+            .ok_or_else(ApiError::unauthorized);
+    }
+    Ok(certificate.unwrap_or_else(Identity::anonymous))
+}
+
+async fn handle(
+    state: &Arc<AppState>,
+    certificate: Option<Identity>,
+    request: Request<hyper::body::Incoming>,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = match route(state, certificate, request).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    };
+    debug!(%method, %path, status = response.status().as_u16(), "request");
+    response
+}
+
+/// Paths anonymous users may read (upstream's `system:public-info-viewer`).
+fn public(path: &str) -> bool {
+    matches!(path, "/version" | "/healthz" | "/livez" | "/readyz")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
+        || path.starts_with("/healthz/")
+}
+
+async fn route(
+    state: &Arc<AppState>,
+    certificate: Option<Identity>,
+    request: Request<hyper::body::Incoming>,
+) -> ApiResult<Response> {
+    let identity = identify(state, certificate, &request)?;
+    let (cluster, path) = request::split_cluster(request.uri().path())?;
+    if identity.is_anonymous() && !public(&path) {
+        let verb = request.method().as_str().to_lowercase();
+        return Err(ApiError::forbidden_path(
+            &identity.user,
+            &verb,
+            request.uri().path(),
+        ));
+    }
+    let query = request::query_map(request.uri().query());
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))?;
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let cluster_prefix = if cluster == DEFAULT_CLUSTER && !parts.uri.path().starts_with("/clusters/") {
+        String::new()
+    } else {
+        format!("/clusters/{cluster}")
+    };
+    let json = |value: Value| json_response(&value, "application/json");
+    match request::endpoint(&state.registry, &path)? {
+        Endpoint::Version => Ok(json(discovery::version())),
+        Endpoint::Health => Ok((StatusCode::OK, "ok").into_response()),
+        Endpoint::CoreVersions => Ok(match Aggregated::from_accept(&accept) {
+            Some(flavour) => json_response(
+                &discovery::aggregated(&state.registry, flavour, true),
+                &flavour.content_type(),
+            ),
+            None => json(discovery::core_versions()),
+        }),
+        Endpoint::Groups => Ok(match Aggregated::from_accept(&accept) {
+            Some(flavour) => json_response(
+                &discovery::aggregated(&state.registry, flavour, false),
+                &flavour.content_type(),
+            ),
+            None => json(discovery::group_list(&state.registry)),
+        }),
+        Endpoint::Group(group) => discovery::group(&state.registry, &group)
+            .map(json)
+            .ok_or_else(ApiError::no_route),
+        Endpoint::ResourceList { group, version } => {
+            discovery::resource_list(&state.registry, &group, &version)
+                .map(json)
+                .ok_or_else(ApiError::no_route)
+        }
+        Endpoint::OpenApiV3Index => Ok(json(crate::openapi::index(&state.registry, &cluster_prefix))),
+        Endpoint::OpenApiV3 { group, version } => {
+            crate::openapi::group_version_document(&state.registry, &group, &version)
+                .map(json)
+                .ok_or_else(ApiError::no_route)
+        }
+        Endpoint::OpenApiV2 => Err(ApiError::no_route()),
+        Endpoint::Resource(target) => {
+            ensure_cluster(state, &cluster).await?;
+            let deleting_namespace = parts.method == axum::http::Method::DELETE
+                && target.kind.group.is_empty()
+                && target.kind.resource == "namespaces"
+                && target.subresource.is_none();
+            let namespace_name = target.name.clone();
+            let response = rest::serve(
+                &state.store,
+                ResourceRequest {
+                    cluster: &cluster,
+                    target: &target,
+                    method: &parts.method,
+                    headers: &parts.headers,
+                    query: &query,
+                    body,
+                },
+            )
+            .await?;
+            if deleting_namespace
+                && response.status().is_success()
+                && query.get("dryRun").map(String::as_str) != Some("All")
+                && let Some(name) = namespace_name
+            {
+                spawn_namespace_cleanup(state.clone(), cluster.clone(), name);
+            }
+            Ok(response)
+        }
+    }
+}
+
+fn json_response(value: &Value, content_type: &str) -> Response {
+    let mut response = (StatusCode::OK, serde_json::to_vec(value).unwrap_or_default()).into_response();
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+/// Creates a logical cluster's initial namespaces the first time it is used.
+async fn ensure_cluster(state: &AppState, cluster: &str) -> ApiResult<()> {
+    if state
+        .bootstrapped
+        .lock()
+        .map(|set| set.contains(cluster))
+        .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    for name in INITIAL_NAMESPACES {
+        let key = ObjectKey::new(cluster, "core/namespaces", "", *name);
+        let object = json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "uid": uuid::Uuid::new_v4().to_string(),
+                "creationTimestamp": crate::object::now(),
+                "labels": { "kubernetes.io/metadata.name": name },
+            },
+            "spec": { "finalizers": ["kubernetes"] },
+            "status": { "phase": "Active" },
+        });
+        let bytes = bytes::Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
+        match state.store.create(&key, bytes).await {
+            Ok(_) | Err(coxswain_storage::Error::AlreadyExists { .. }) => {}
+            Err(err) => {
+                return Err(ApiError::storage(
+                    err,
+                    &crate::registry::GroupResource::new("", "namespaces"),
+                    name,
+                ));
+            }
+        }
+    }
+    if let Ok(mut set) = state.bootstrapped.lock() {
+        set.insert(cluster.to_string());
+    }
+    Ok(())
+}
+
+fn spawn_namespace_cleanup(state: Arc<AppState>, cluster: String, namespace: String) {
+    tokio::spawn(async move {
+        if let Err(err) = clean_namespace(&state, &cluster, &namespace).await {
+            warn!(%cluster, %namespace, error = %err, "namespace cleanup failed; it resumes at the next start");
+        }
+    });
+}
+
+/// Deletes everything in a terminating namespace, then the namespace.
+async fn clean_namespace(
+    state: &AppState,
+    cluster: &str,
+    namespace: &str,
+) -> Result<(), coxswain_storage::Error> {
+    for (resource, namespaced) in state.registry.storage_resources() {
+        if !namespaced {
+            continue;
+        }
+        let request = ListRequest::new(Scope::new(
+            ClusterScope::one(cluster),
+            resource.clone(),
+            Some(namespace.to_string()),
+        ));
+        let page = state.store.list(&request).await?;
+        for object in page.items {
+            match state.store.delete(&object.key, &Preconditions::none()).await {
+                Ok(_) | Err(coxswain_storage::Error::NotFound { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    let key = ObjectKey::new(cluster, "core/namespaces", "", namespace);
+    match state.store.delete(&key, &Preconditions::none()).await {
+        Ok(_) | Err(coxswain_storage::Error::NotFound { .. }) => {}
+        Err(err) => return Err(err),
+    }
+    if INITIAL_NAMESPACES.contains(&namespace)
+        && let Ok(mut set) = state.bootstrapped.lock()
+    {
+        set.remove(cluster);
+    }
+    info!(%cluster, %namespace, "namespace deleted");
+    Ok(())
+}
+
+/// Finishes the cleanup of namespaces that were terminating when the server stopped.
+async fn resume_namespace_cleanup(state: &Arc<AppState>) {
+    let request = ListRequest::new(Scope::new(ClusterScope::All, "core/namespaces", None));
+    let Ok(page) = state.store.list(&request).await else {
+        return;
+    };
+    for stored in page.items {
+        let terminating = stored
+            .json()
+            .ok()
+            .and_then(|object| object.pointer("/metadata/deletionTimestamp").cloned())
+            .is_some();
+        if terminating {
+            spawn_namespace_cleanup(state.clone(), stored.key.cluster.clone(), stored.key.name.clone());
+        }
+    }
+}

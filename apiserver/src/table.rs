@@ -1,0 +1,397 @@
+//! `meta.k8s.io/v1` Table responses (what `kubectl get` asks for): upstream's column sets per
+//! resource, cells computed from the object, and `PartialObjectMetadata` rows.
+
+use serde_json::{Value, json};
+
+/// One column: its definition and how a cell is computed.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub format: &'static str,
+    pub description: &'static str,
+    pub priority: u32,
+    pub cell: fn(&Value) -> Value,
+}
+
+const fn column(name: &'static str, kind: &'static str, priority: u32, cell: fn(&Value) -> Value) -> Column {
+    Column {
+        name,
+        kind,
+        format: "",
+        description: "",
+        priority,
+        cell,
+    }
+}
+
+fn name_cell(object: &Value) -> Value {
+    object.pointer("/metadata/name").cloned().unwrap_or(json!(""))
+}
+
+fn age_cell(object: &Value) -> Value {
+    json!(age(object
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)))
+}
+
+const NAME: Column = Column {
+    name: "Name",
+    kind: "string",
+    format: "name",
+    description: "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
+    priority: 0,
+    cell: name_cell,
+};
+const AGE: Column = Column {
+    name: "Age",
+    kind: "string",
+    format: "",
+    description: "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
+    priority: 0,
+    cell: age_cell,
+};
+
+fn text(object: &Value, pointer: &str) -> Value {
+    json!(object.pointer(pointer).and_then(Value::as_str).unwrap_or(""))
+}
+
+fn count(object: &Value, pointers: &[&str]) -> Value {
+    json!(
+        pointers
+            .iter()
+            .map(|p| object
+                .pointer(p)
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len()))
+            .sum::<usize>()
+    )
+}
+
+fn int(object: &Value, pointer: &str) -> i64 {
+    object.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn selector_text(object: &Value, pointer: &str) -> Value {
+    let Some(selector) = object.pointer(pointer) else {
+        return json!("<none>");
+    };
+    let labels = selector.get("matchLabels").unwrap_or(selector);
+    let pairs: Vec<String> = labels
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!(if pairs.is_empty() {
+        "<none>".to_string()
+    } else {
+        pairs.join(",")
+    })
+}
+
+fn containers_field(object: &Value, field: &str) -> Value {
+    let names: Vec<&str> = object
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .map(|list| list.iter().filter_map(|c| c.get(field)?.as_str()).collect())
+        .unwrap_or_default();
+    json!(names.join(","))
+}
+
+fn service_ports(object: &Value) -> Value {
+    let ports: Vec<String> = object
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .map(|p| {
+                    let protocol = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+                    match p.get("nodePort").and_then(Value::as_i64) {
+                        Some(node) => format!("{}:{node}/{protocol}", int(p, "/port")),
+                        None => format!("{}/{protocol}", int(p, "/port")),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!(if ports.is_empty() {
+        "<none>".to_string()
+    } else {
+        ports.join(",")
+    })
+}
+
+fn pod_ready(object: &Value) -> Value {
+    let total = object
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let ready = object
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .map_or(0, |s| {
+            s.iter().filter(|c| c.get("ready") == Some(&json!(true))).count()
+        });
+    json!(format!("{ready}/{total}"))
+}
+
+fn pod_restarts(object: &Value) -> Value {
+    json!(
+        object
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .map_or(0, |s| s.iter().map(|c| int(c, "/restartCount")).sum::<i64>())
+    )
+}
+
+fn pod_status(object: &Value) -> Value {
+    if object.pointer("/metadata/deletionTimestamp").is_some() {
+        return json!("Terminating");
+    }
+    let reason = object.pointer("/status/reason").and_then(Value::as_str);
+    json!(
+        reason
+            .or(object.pointer("/status/phase").and_then(Value::as_str))
+            .unwrap_or("Pending")
+    )
+}
+
+fn or_none(value: Value) -> Value {
+    match value.as_str() {
+        Some("") | None => json!("<none>"),
+        _ => value,
+    }
+}
+
+const NAMESPACES: &[Column] = &[
+    NAME,
+    column("Status", "string", 0, |o| text(o, "/status/phase")),
+    AGE,
+];
+const CONFIGMAPS: &[Column] = &[
+    NAME,
+    column("Data", "string", 0, |o| count(o, &["/data", "/binaryData"])),
+    AGE,
+];
+const SECRETS: &[Column] = &[
+    NAME,
+    column("Type", "string", 0, |o| text(o, "/type")),
+    column("Data", "string", 0, |o| count(o, &["/data"])),
+    AGE,
+];
+const SERVICES: &[Column] = &[
+    NAME,
+    column("Type", "string", 0, |o| text(o, "/spec/type")),
+    column("Cluster-IP", "string", 0, |o| or_none(text(o, "/spec/clusterIP"))),
+    column("External-IP", "string", 0, |o| {
+        let external: Vec<&str> = o
+            .pointer("/spec/externalIPs")
+            .and_then(Value::as_array)
+            .map(|l| l.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        json!(if external.is_empty() {
+            "<none>".to_string()
+        } else {
+            external.join(",")
+        })
+    }),
+    column("Port(s)", "string", 0, service_ports),
+    AGE,
+    column("Selector", "string", 1, |o| selector_text(o, "/spec/selector")),
+];
+const DEPLOYMENTS: &[Column] = &[
+    NAME,
+    column("Ready", "string", 0, |o| {
+        json!(format!(
+            "{}/{}",
+            int(o, "/status/readyReplicas"),
+            int(o, "/spec/replicas")
+        ))
+    }),
+    column("Up-to-date", "string", 0, |o| {
+        json!(int(o, "/status/updatedReplicas"))
+    }),
+    column("Available", "string", 0, |o| {
+        json!(int(o, "/status/availableReplicas"))
+    }),
+    AGE,
+    column("Containers", "string", 1, |o| containers_field(o, "name")),
+    column("Images", "string", 1, |o| containers_field(o, "image")),
+    column("Selector", "string", 1, |o| selector_text(o, "/spec/selector")),
+];
+const REPLICASETS: &[Column] = &[
+    NAME,
+    column("Desired", "integer", 0, |o| json!(int(o, "/spec/replicas"))),
+    column("Current", "integer", 0, |o| json!(int(o, "/status/replicas"))),
+    column("Ready", "integer", 0, |o| json!(int(o, "/status/readyReplicas"))),
+    AGE,
+    column("Containers", "string", 1, |o| containers_field(o, "name")),
+    column("Images", "string", 1, |o| containers_field(o, "image")),
+    column("Selector", "string", 1, |o| selector_text(o, "/spec/selector")),
+];
+const PODS: &[Column] = &[
+    NAME,
+    column("Ready", "string", 0, pod_ready),
+    column("Status", "string", 0, pod_status),
+    column("Restarts", "string", 0, pod_restarts),
+    AGE,
+    column("IP", "string", 1, |o| or_none(text(o, "/status/podIP"))),
+    column("Node", "string", 1, |o| or_none(text(o, "/spec/nodeName"))),
+    column("Nominated Node", "string", 1, |o| {
+        or_none(text(o, "/status/nominatedNodeName"))
+    }),
+    column("Readiness Gates", "string", 1, |_| json!("<none>")),
+];
+const DEFAULT: &[Column] = &[NAME, AGE];
+
+/// Upstream's columns for a built-in resource.
+pub fn columns_for(group: &str, resource: &str) -> &'static [Column] {
+    match (group, resource) {
+        ("", "namespaces") => NAMESPACES,
+        ("", "configmaps") => CONFIGMAPS,
+        ("", "secrets") => SECRETS,
+        ("", "services") => SERVICES,
+        ("", "pods") => PODS,
+        ("apps", "deployments") => DEPLOYMENTS,
+        ("apps", "replicasets") => REPLICASETS,
+        _ => DEFAULT,
+    }
+}
+
+/// `k8s.io/apimachinery` HumanDuration of the time since `timestamp`.
+pub fn age(timestamp: Option<&str>) -> String {
+    let Some(created) = timestamp.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else {
+        return "<unknown>".into();
+    };
+    let seconds = (chrono::Utc::now() - created.with_timezone(&chrono::Utc)).num_seconds();
+    human_duration(seconds)
+}
+
+fn human_duration(seconds: i64) -> String {
+    if seconds < -1 {
+        return "<invalid>".into();
+    }
+    let seconds = seconds.max(0);
+    if seconds < 120 {
+        return format!("{seconds}s");
+    }
+    let minutes = seconds / 60;
+    if minutes < 10 {
+        let s = seconds % 60;
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
+    }
+    if minutes < 180 {
+        return format!("{minutes}m");
+    }
+    let hours = minutes / 60;
+    if hours < 8 {
+        let m = minutes % 60;
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
+    }
+    if hours < 48 {
+        return format!("{hours}h");
+    }
+    if hours < 24 * 8 {
+        let (d, h) = (hours / 24, hours % 24);
+        return if h == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{h}h")
+        };
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{}d", hours / 24);
+    }
+    if hours < 24 * 365 * 8 {
+        let (y, d) = (hours / 24 / 365, (hours / 24) % 365);
+        return if d == 0 {
+            format!("{y}y")
+        } else {
+            format!("{y}y{d}d")
+        };
+    }
+    format!("{}y", hours / 24 / 365)
+}
+
+/// The `PartialObjectMetadata` of a row.
+fn partial_metadata(object: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object.get("metadata").cloned().unwrap_or(json!({})),
+    })
+}
+
+pub fn column_definitions(columns: &[Column]) -> Value {
+    json!(
+        columns
+            .iter()
+            .map(|c| json!({
+                "name": c.name,
+                "type": c.kind,
+                "format": c.format,
+                "description": c.description,
+                "priority": c.priority,
+            }))
+            .collect::<Vec<_>>()
+    )
+}
+
+pub fn rows(columns: &[Column], objects: &[Value]) -> Value {
+    json!(
+        objects
+            .iter()
+            .map(|object| json!({
+                "cells": columns.iter().map(|c| (c.cell)(object)).collect::<Vec<_>>(),
+                "object": partial_metadata(object),
+            }))
+            .collect::<Vec<_>>()
+    )
+}
+
+/// A Table of `objects`; `with_definitions` is false for watch events after the first.
+pub fn table(columns: &[Column], objects: &[Value], list_metadata: Value, with_definitions: bool) -> Value {
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_metadata,
+        "columnDefinitions": if with_definitions { column_definitions(columns) } else { Value::Null },
+        "rows": rows(columns, objects),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        assert_eq!(human_duration(5), "5s");
+        assert_eq!(human_duration(119), "119s");
+        assert_eq!(human_duration(125), "2m5s");
+        assert_eq!(human_duration(3600), "60m");
+        assert_eq!(human_duration(4 * 3600 + 60), "4h1m");
+        assert_eq!(human_duration(3 * 86400 + 3600), "3d1h");
+        assert_eq!(human_duration(30 * 86400), "30d");
+    }
+
+    #[test]
+    fn configmap_row() {
+        let cm = json!({"metadata": {"name": "a", "creationTimestamp": "2020-01-01T00:00:00Z"}, "data": {"x": "1", "y": "2"}});
+        let table = table(CONFIGMAPS, &[cm], json!({"resourceVersion": "5"}), true);
+        assert_eq!(table["rows"][0]["cells"][0], "a");
+        assert_eq!(table["rows"][0]["cells"][1], 2);
+        assert_eq!(table["columnDefinitions"][1]["name"], "Data");
+    }
+}

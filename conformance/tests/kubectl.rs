@@ -1,0 +1,671 @@
+//! The kubectl scenario suite: a fresh Coxswain server per backend (SQLite, and PostgreSQL from
+//! `COXSWAIN_TEST_POSTGRES_URL`), driven by every kubectl binary the test command installed.
+//! Needs: `COXSWAIN_TEST_KUBECTL` (kubectl 1.35) and/or `/usr/bin/kubectl`; PostgreSQL for the
+//! `postgres_` test.
+
+use std::time::Duration;
+
+use coxswain_conformance::kubectl::{Kubectl, TestServer, kubectl_binaries};
+use coxswain_storage::testing::fresh_database;
+
+const APP_V1: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - port: 80
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+data:
+  greeting: hello
+"#;
+
+fn changed_app() -> String {
+    APP_V1.replace("greeting: hello", "greeting: bonjour")
+}
+
+fn config_map(name: &str, labels: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","labels":{{{labels}}}}},"data":{{"k":"v"}}}}"#
+    )
+}
+
+async fn scenario(storage: &str) {
+    let mut server = TestServer::start(storage).await;
+    for (index, binary) in kubectl_binaries().into_iter().enumerate() {
+        let home = tempfile::tempdir().expect("home");
+        let kubectl = Kubectl::new(&binary, &server.kubeconfig(), home.path());
+        let ns = format!("scenario-{index}");
+        eprintln!("== {} on {storage}", binary.display());
+        basics(&kubectl).await;
+        workloads(&kubectl, &ns).await;
+        lists_and_selectors(&kubectl, &ns).await;
+        watch(&kubectl, &ns).await;
+        errors(&kubectl, &ns).await;
+        let tenant = Kubectl::new(&binary, &server.cluster_kubeconfig("t1"), home.path());
+        logical_clusters(&kubectl, &tenant, &ns).await;
+    }
+
+    // Everything survives a restart with the same uid and resourceVersion.
+    let kubectl = Kubectl::new(&kubectl_binaries()[0], &server.kubeconfig(), &server.data_dir);
+    kubectl.ok(&["create", "namespace", "keep"]).await;
+    kubectl
+        .ok_with_input(&["create", "-n", "keep", "-f", "-"], &config_map("kept", ""))
+        .await;
+    let before = kubectl
+        .ok(&[
+            "get",
+            "cm",
+            "kept",
+            "-n",
+            "keep",
+            "-o",
+            "jsonpath={.metadata.uid} {.metadata.resourceVersion}",
+        ])
+        .await;
+    let mut watch_from = before.split(' ').nth(1).expect("rv").to_string();
+    server = server.restart().await;
+    let after = kubectl
+        .ok(&[
+            "get",
+            "cm",
+            "kept",
+            "-n",
+            "keep",
+            "-o",
+            "jsonpath={.metadata.uid} {.metadata.resourceVersion}",
+        ])
+        .await;
+    assert_eq!(before, after, "uid and resourceVersion survive a restart");
+    // A watch from before the restart receives what changed since.
+    kubectl
+        .ok(&["label", "cm", "kept", "-n", "keep", "after=restart"])
+        .await;
+    watch_from = watch_from.trim().to_string();
+    let raw = kubectl
+        .ok(&[
+            "get",
+            "--raw",
+            &format!(
+                "/api/v1/namespaces/keep/configmaps?watch=true&resourceVersion={watch_from}&timeoutSeconds=1"
+            ),
+        ])
+        .await;
+    assert!(
+        raw.contains(r#""type":"MODIFIED""#) && raw.contains("restart"),
+        "{raw}"
+    );
+    server.server.shutdown().await;
+}
+
+async fn basics(kubectl: &Kubectl) {
+    let version = kubectl.ok(&["version"]).await;
+    assert!(version.contains("Server Version: v1.35"), "{version}");
+    let resources = kubectl.ok(&["api-resources"]).await;
+    for (name, short) in [
+        ("pods", "po"),
+        ("services", "svc"),
+        ("deployments", "deploy"),
+        ("configmaps", "cm"),
+        ("replicasets", "rs"),
+        ("statefulsets", "sts"),
+        ("cronjobs", "cj"),
+        ("ingresses", "ing"),
+        ("horizontalpodautoscalers", "hpa"),
+        ("poddisruptionbudgets", "pdb"),
+    ] {
+        assert!(
+            resources
+                .lines()
+                .any(|l| l.starts_with(&format!("{name} ")) && l.split_whitespace().nth(1) == Some(short)),
+            "api-resources lacks {name} ({short}):\n{resources}"
+        );
+    }
+    let versions = kubectl.ok(&["api-versions"]).await;
+    for expected in ["apps/v1", "batch/v1", "autoscaling/v2", "v1"] {
+        assert!(versions.lines().any(|l| l == expected), "{versions}");
+    }
+    let namespaces = kubectl.ok(&["get", "ns", "-o", "name"]).await;
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(namespaces.contains(&format!("namespace/{ns}")), "{namespaces}");
+    }
+}
+
+async fn workloads(kubectl: &Kubectl, ns: &str) {
+    // Imperative creates send protobuf bodies (CLIENTS.md B1).
+    kubectl.ok(&["create", "namespace", ns]).await;
+    kubectl
+        .ok(&[
+            "create",
+            "configmap",
+            "imperative",
+            "-n",
+            ns,
+            "--from-literal=a=b",
+        ])
+        .await;
+    kubectl
+        .ok(&[
+            "create",
+            "secret",
+            "generic",
+            "imperative",
+            "-n",
+            ns,
+            "--from-literal=p=q",
+        ])
+        .await;
+    kubectl
+        .ok(&[
+            "create",
+            "deployment",
+            "imperative",
+            "-n",
+            ns,
+            "--image=busybox:1.36",
+            "--replicas=2",
+        ])
+        .await;
+    kubectl
+        .ok(&[
+            "create",
+            "service",
+            "clusterip",
+            "imperative",
+            "-n",
+            ns,
+            "--tcp=80:8080",
+        ])
+        .await;
+    kubectl
+        .ok(&[
+            "create",
+            "job",
+            "imperative",
+            "-n",
+            ns,
+            "--image=busybox:1.36",
+            "--",
+            "true",
+        ])
+        .await;
+    let imperative = kubectl
+        .ok(&[
+            "get",
+            "cm,secret,deploy,svc,job",
+            "imperative",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={range .items[*]}{.kind}:{.metadata.name} {end}",
+        ])
+        .await;
+    assert_eq!(
+        imperative.trim(),
+        "ConfigMap:imperative Secret:imperative Deployment:imperative Service:imperative Job:imperative"
+    );
+    let secret = kubectl
+        .ok(&[
+            "get",
+            "secret",
+            "imperative",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.type} {.data.p}",
+        ])
+        .await;
+    assert_eq!(secret, "Opaque cQ==");
+    let deployment = kubectl
+        .ok(&[
+            "get",
+            "deploy",
+            "imperative",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.strategy.type} {.spec.template.spec.containers[0].image}",
+        ])
+        .await;
+    assert_eq!(deployment, "2 RollingUpdate busybox:1.36");
+    let created = kubectl
+        .ok_with_input(&["create", "-n", ns, "-f", "-"], APP_V1)
+        .await;
+    for line in [
+        "deployment.apps/web created",
+        "service/web created",
+        "configmap/web-config created",
+    ] {
+        assert!(created.contains(line), "{created}");
+    }
+    // Upstream defaults are visible.
+    let strategy = kubectl
+        .ok(&["get", "deploy", "web", "-n", ns, "-o", "jsonpath={.spec.strategy.rollingUpdate.maxSurge} {.spec.revisionHistoryLimit} {.spec.template.spec.containers[0].imagePullPolicy}"])
+        .await;
+    assert_eq!(strategy, "25% 10 IfNotPresent");
+    // apply of a changed file: configured / unchanged as appropriate.
+    let applied = kubectl
+        .ok_with_input(&["apply", "-n", ns, "-f", "-"], &changed_app())
+        .await;
+    assert!(applied.contains("configmap/web-config configured"), "{applied}");
+    let again = kubectl
+        .ok_with_input(&["apply", "-n", ns, "-f", "-"], &changed_app())
+        .await;
+    assert!(again.contains("configmap/web-config unchanged"), "{again}");
+    let greeting = kubectl
+        .ok(&[
+            "get",
+            "cm",
+            "web-config",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.data.greeting}",
+        ])
+        .await;
+    assert_eq!(greeting, "bonjour");
+
+    let wide = kubectl
+        .ok(&["get", "deploy", "web", "-n", ns, "-o", "wide"])
+        .await;
+    assert!(
+        wide.starts_with("NAME")
+            && wide.contains("CONTAINERS")
+            && wide.contains("nginx:1.27")
+            && wide.contains("app=web"),
+        "{wide}"
+    );
+    let yaml = kubectl.ok(&["get", "svc", "web", "-n", ns, "-o", "yaml"]).await;
+    assert!(
+        yaml.contains("sessionAffinity: None") && yaml.contains("targetPort: 80"),
+        "{yaml}"
+    );
+    let names = kubectl
+        .ok(&["get", "deploy,svc,cm", "-n", ns, "-o", "name"])
+        .await;
+    assert!(
+        names.contains("deployment.apps/web") && names.contains("service/web"),
+        "{names}"
+    );
+    let columns = kubectl
+        .ok(&[
+            "get",
+            "cm",
+            "web-config",
+            "-n",
+            ns,
+            "-o",
+            "custom-columns=NAME:.metadata.name,GREETING:.data.greeting",
+        ])
+        .await;
+    assert!(columns.contains("web-config   bonjour"), "{columns}");
+    let all = kubectl.ok(&["get", "all", "-n", ns]).await;
+    assert!(
+        all.contains("deployment.apps/web") && all.contains("service/web"),
+        "{all}"
+    );
+    let describe = kubectl.ok(&["describe", "deploy", "web", "-n", ns]).await;
+    assert!(
+        describe.contains("RollingUpdateStrategy:  25% max unavailable, 25% max surge"),
+        "{describe}"
+    );
+
+    // Patches, labels, annotations.
+    kubectl
+        .ok(&["label", "cm", "web-config", "-n", ns, "tier=front"])
+        .await;
+    kubectl
+        .ok(&["label", "cm", "web-config", "-n", ns, "tier=back", "--overwrite"])
+        .await;
+    kubectl
+        .ok(&["annotate", "cm", "web-config", "-n", ns, "note=x"])
+        .await;
+    kubectl
+        .ok(&["annotate", "cm", "web-config", "-n", ns, "note-"])
+        .await;
+    kubectl
+        .ok(&[
+            "patch",
+            "cm",
+            "web-config",
+            "-n",
+            ns,
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/data/extra","value":"1"}]"#,
+        ])
+        .await;
+    kubectl
+        .ok(&[
+            "patch",
+            "cm",
+            "web-config",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            r#"{"data":{"greeting":null}}"#,
+        ])
+        .await;
+    let data = kubectl
+        .ok(&[
+            "get",
+            "cm",
+            "web-config",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.data} {.metadata.labels.tier} [{.metadata.annotations.note}]",
+        ])
+        .await;
+    assert_eq!(data, r#"{"extra":"1"} back []"#);
+    kubectl
+        .ok(&[
+            "patch",
+            "deploy",
+            "web",
+            "-n",
+            ns,
+            "-p",
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox"}]}}}}"#,
+        ])
+        .await;
+    kubectl
+        .ok(&[
+            "patch",
+            "deploy",
+            "web",
+            "-n",
+            ns,
+            "-p",
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","$patch":"delete"}]}}}}"#,
+        ])
+        .await;
+    let containers = kubectl
+        .ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.template.spec.containers[*].name} {.metadata.generation}",
+        ])
+        .await;
+    assert_eq!(
+        containers, "nginx 3",
+        "strategic merge by name; generation bumped by spec changes only"
+    );
+
+    // Scale, and scale with a precondition.
+    kubectl
+        .ok(&["scale", "deploy", "web", "-n", ns, "--replicas=3"])
+        .await;
+    kubectl
+        .ok(&[
+            "scale",
+            "deploy",
+            "web",
+            "-n",
+            ns,
+            "--current-replicas=3",
+            "--replicas=2",
+        ])
+        .await;
+    let stale = kubectl
+        .fails(&[
+            "scale",
+            "deploy",
+            "web",
+            "-n",
+            ns,
+            "--current-replicas=5",
+            "--replicas=1",
+        ])
+        .await;
+    assert!(stale.contains("Expected replicas to be 5, was 2"), "{stale}");
+    let replicas = kubectl
+        .ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])
+        .await;
+    assert_eq!(replicas, "2");
+    kubectl
+        .ok(&["set", "image", "deploy/web", "-n", ns, "nginx=nginx:1.28"])
+        .await;
+    let image = kubectl
+        .ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+        .await;
+    assert_eq!(image, "nginx:1.28");
+
+    // Server-side dry run writes nothing.
+    kubectl
+        .ok_with_input(
+            &["create", "-n", ns, "--dry-run=server", "-f", "-"],
+            &config_map("dry", ""),
+        )
+        .await;
+    let missing = kubectl.fails(&["get", "cm", "dry", "-n", ns]).await;
+    assert!(missing.contains(r#"configmaps "dry" not found"#), "{missing}");
+}
+
+async fn lists_and_selectors(kubectl: &Kubectl, ns: &str) {
+    for i in 0..5 {
+        let labels = format!(r#""batch":"b","index":"i{i}""#);
+        kubectl
+            .ok_with_input(
+                &["create", "-n", ns, "-f", "-"],
+                &config_map(&format!("page-{i}"), &labels),
+            )
+            .await;
+    }
+    let chunked = kubectl
+        .ok(&[
+            "get",
+            "cm",
+            "-n",
+            ns,
+            "-l",
+            "batch=b",
+            "--chunk-size=2",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(chunked.lines().count(), 5, "{chunked}");
+    let selected = kubectl
+        .ok(&["get", "cm", "-n", ns, "-l", "batch=b,index!=i0", "-o", "name"])
+        .await;
+    assert_eq!(selected.lines().count(), 4, "{selected}");
+    let by_field = kubectl
+        .ok(&[
+            "get",
+            "cm",
+            "-n",
+            ns,
+            "--field-selector",
+            "metadata.name=page-3",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(by_field.trim(), "configmap/page-3");
+    let labels = kubectl
+        .ok(&["get", "cm", "page-1", "-n", ns, "--show-labels"])
+        .await;
+    assert!(labels.contains("batch=b,index=i1"), "{labels}");
+    let everywhere = kubectl.ok(&["get", "cm", "-A", "-l", "batch=b"]).await;
+    assert!(
+        everywhere.starts_with("NAMESPACE") && everywhere.contains(ns),
+        "{everywhere}"
+    );
+    let deleted = kubectl.ok(&["delete", "cm", "-n", ns, "-l", "index=i0"]).await;
+    assert!(deleted.contains(r#"configmap "page-0" deleted"#), "{deleted}");
+    kubectl.ok(&["delete", "cm", "page-1", "-n", ns]).await;
+    kubectl
+        .ok(&[
+            "delete",
+            "cm",
+            "page-2",
+            "-n",
+            ns,
+            "--cascade=foreground",
+            "--grace-period=0",
+        ])
+        .await;
+    let left = kubectl
+        .ok(&["get", "cm", "-n", ns, "-l", "batch=b", "-o", "name"])
+        .await;
+    assert_eq!(left.lines().count(), 2, "{left}");
+    kubectl.ok(&["delete", "cm", "--all", "-n", ns]).await;
+    let none = kubectl.run(&["get", "cm", "-n", ns]).await;
+    assert!(String::from_utf8_lossy(&none.stderr).contains("No resources found"));
+}
+
+async fn watch(kubectl: &Kubectl, ns: &str) {
+    // The watch is established once its initial list shows the marker.
+    kubectl
+        .ok_with_input(&["create", "-n", ns, "-f", "-"], &config_map("marker", ""))
+        .await;
+    let mut watcher = kubectl.spawn(&["get", "cm", "-n", ns, "-w", "--output-watch-events"]);
+    watcher
+        .until(Duration::from_secs(30), |out| out.contains("marker"))
+        .await;
+    kubectl
+        .ok_with_input(&["create", "-n", ns, "-f", "-"], &config_map("watched", ""))
+        .await;
+    kubectl
+        .ok(&["label", "cm", "watched", "-n", ns, "seen=yes"])
+        .await;
+    kubectl.ok(&["delete", "cm", "watched", "-n", ns]).await;
+    watcher
+        .until(Duration::from_secs(30), |out| {
+            out.lines()
+                .any(|l| l.starts_with("DELETED") && l.contains("watched"))
+        })
+        .await;
+    let output = watcher.stop().await;
+    let events: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("watched"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(events, ["ADDED", "MODIFIED", "DELETED"], "{output}");
+    kubectl.ok(&["delete", "cm", "--all", "-n", ns]).await;
+}
+
+async fn errors(kubectl: &Kubectl, ns: &str) {
+    let invalid = kubectl
+        .fails_with_input(&["create", "-n", ns, "-f", "-"], &config_map("bad_name", ""))
+        .await;
+    assert!(
+        invalid.contains(r#"The ConfigMap "bad_name" is invalid: metadata.name: Invalid value: "bad_name": a lowercase RFC 1123 subdomain must consist of"#),
+        "{invalid}"
+    );
+    kubectl
+        .ok_with_input(&["create", "-n", ns, "-f", "-"], &config_map("stale", ""))
+        .await;
+    let old = kubectl.ok(&["get", "cm", "stale", "-n", ns, "-o", "yaml"]).await;
+    kubectl.ok(&["label", "cm", "stale", "-n", ns, "moved=on"]).await;
+    let conflict = kubectl
+        .fails_with_input(&["replace", "-n", ns, "-f", "-"], &old)
+        .await;
+    assert!(
+        conflict.contains(r#"Operation cannot be fulfilled on configmaps "stale": the object has been modified; please apply your changes to the latest version and try again"#),
+        "{conflict}"
+    );
+    let exists = kubectl
+        .fails_with_input(&["create", "-n", ns, "-f", "-"], &config_map("stale", ""))
+        .await;
+    assert!(
+        exists.contains(r#"configmaps "stale" already exists"#),
+        "{exists}"
+    );
+    let missing_ns = kubectl
+        .fails_with_input(&["create", "-n", "nowhere", "-f", "-"], &config_map("x", ""))
+        .await;
+    assert!(
+        missing_ns.contains(r#"namespaces "nowhere" not found"#),
+        "{missing_ns}"
+    );
+    let unknown = kubectl.fails(&["get", "widgets"]).await;
+    assert!(
+        unknown.contains(r#"the server doesn't have a resource type "widgets""#),
+        "{unknown}"
+    );
+}
+
+async fn logical_clusters(root: &Kubectl, tenant: &Kubectl, ns: &str) {
+    let namespaces = tenant.ok(&["get", "ns", "-o", "name"]).await;
+    assert!(namespaces.contains("namespace/default"), "{namespaces}");
+    assert!(
+        !namespaces.contains(&format!("namespace/{ns}")),
+        "root's namespace leaked: {namespaces}"
+    );
+    root.ok_with_input(
+        &["create", "-n", "default", "-f", "-"],
+        &config_map("root-only", ""),
+    )
+    .await;
+    let missing = tenant.fails(&["get", "cm", "root-only", "-n", "default"]).await;
+    assert!(missing.contains("not found"), "{missing}");
+    tenant
+        .ok_with_input(
+            &["create", "-n", "default", "-f", "-"],
+            &config_map("tenant-only", ""),
+        )
+        .await;
+    let root_view = root.ok(&["get", "cm", "-A", "-o", "name"]).await;
+    assert!(!root_view.contains("tenant-only"), "{root_view}");
+    root.ok(&["delete", "cm", "root-only", "-n", "default"]).await;
+    tenant.ok(&["delete", "cm", "tenant-only", "-n", "default"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_kubectl_scenario() {
+    scenario("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_kubectl_scenario() {
+    let base = std::env::var("COXSWAIN_TEST_POSTGRES_URL")
+        .expect("COXSWAIN_TEST_POSTGRES_URL must name a PostgreSQL server (scripts/test.sh starts one)");
+    scenario(&fresh_database(&base).await).await;
+}

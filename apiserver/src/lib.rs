@@ -13,6 +13,7 @@ pub mod protobuf;
 pub mod registry;
 pub mod request;
 pub mod rest;
+pub mod schema;
 pub mod server;
 pub mod strategy;
 pub mod table;

@@ -438,6 +438,59 @@ pub fn decode_json(body: &[u8]) -> ApiResult<Value> {
         .map_err(|err| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {err}")))
 }
 
+/// `fieldValidation`: what happens to fields the schema does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldValidation {
+    Ignore,
+    Warn,
+    Strict,
+}
+
+fn field_validation(request: &ResourceRequest<'_>) -> ApiResult<FieldValidation> {
+    match request.param("fieldValidation") {
+        None | Some("Warn") => Ok(FieldValidation::Warn),
+        Some("Ignore") => Ok(FieldValidation::Ignore),
+        Some("Strict") => Ok(FieldValidation::Strict),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
+        ))),
+    }
+}
+
+/// Drops fields the schema does not know; under Strict they are an error, under Warn warnings.
+fn check_unknown_fields(request: &ResourceRequest<'_>, object: &mut Value) -> ApiResult<Vec<String>> {
+    let kind = request.kind();
+    let mode = field_validation(request)?;
+    let unknown = crate::schema::prune_unknown(object, kind.group, kind.version, kind.kind);
+    if unknown.is_empty() || mode == FieldValidation::Ignore {
+        return Ok(Vec::new());
+    }
+    let texts: Vec<String> = unknown
+        .iter()
+        .map(|path| format!("unknown field {path:?}"))
+        .collect();
+    if mode == FieldValidation::Strict {
+        return Err(ApiError::bad_request(format!(
+            "{kind_name} in version {version:?} cannot be handled as a {kind_name}: strict decoding error: {}",
+            texts.join(", "),
+            kind_name = kind.kind,
+            version = kind.version,
+        )));
+    }
+    Ok(texts)
+}
+
+/// Adds `Warning: 299 - "…"` headers.
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for warning in warnings {
+        let text = format!("299 - {}", serde_json::to_string(warning).unwrap_or_default());
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}
+
 /// The metadata checks every resource gets, plus the strategy's validation.
 fn validate(kind: &ResourceKind, object: &Value, old: Option<&Value>) -> ApiResult<()> {
     let name = object::name_of(object).unwrap_or_default();
@@ -487,6 +540,7 @@ async fn create(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiRes
     let kind = request.kind();
     let mut object = body_json(request)?;
     object::check_type(&mut object, kind, kind.kind)?;
+    let warnings = check_unknown_fields(request, &mut object)?;
     let metadata = strategy::ensure_object(&mut object, "metadata");
     match (
         &request.target.namespace,
@@ -539,14 +593,20 @@ async fn create(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiRes
     let name = object::name_of(&object).unwrap_or_default().to_string();
     check_namespace(store, request, &name).await?;
     if request.dry_run() {
-        return Ok(json_response(StatusCode::CREATED, &object));
+        return Ok(with_warnings(
+            json_response(StatusCode::CREATED, &object),
+            &warnings,
+        ));
     }
     let bytes = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
     let stored = store
         .create(&request.key(&name), bytes)
         .await
         .map_err(|err| ApiError::storage(err, &request.group_resource(), &name))?;
-    Ok(bytes_response(StatusCode::CREATED, stored.value))
+    Ok(with_warnings(
+        bytes_response(StatusCode::CREATED, stored.value),
+        &warnings,
+    ))
 }
 
 /// The new state of an object from a full replacement `incoming` of the part the request may write.
@@ -610,6 +670,7 @@ async fn write_update(
         let old = presented(kind, parse(&stored)?);
         let mut new = modify(&old)?;
         object::check_type(&mut new, kind, kind.kind)?;
+        let warnings = check_unknown_fields(request, &mut new)?;
         if object::name_of(&new) != Some(name) {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
@@ -624,10 +685,8 @@ async fn write_update(
         }
         validate(kind, &new, Some(&old))?;
         if object::comparable(&new) == object::comparable(&old) || request.dry_run() {
-            return Ok(json_response(
-                StatusCode::OK,
-                if request.dry_run() { &new } else { &old },
-            ));
+            let shown = if request.dry_run() { &new } else { &old };
+            return Ok(with_warnings(json_response(StatusCode::OK, shown), &warnings));
         }
         let bytes = Bytes::from(serde_json::to_vec(&new).unwrap_or_default());
         match store
@@ -641,7 +700,10 @@ async fn write_update(
                         .delete(&key, &Preconditions::revision(written.revision))
                         .await;
                 }
-                return Ok(bytes_response(StatusCode::OK, written.value));
+                return Ok(with_warnings(
+                    bytes_response(StatusCode::OK, written.value),
+                    &warnings,
+                ));
             }
             Err(coxswain_storage::Error::Conflict { .. }) if wanted.is_none() => continue,
             Err(err) => return Err(ApiError::storage(err, &request.group_resource(), name)),

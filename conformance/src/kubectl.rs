@@ -106,6 +106,22 @@ impl Kubectl {
         command
     }
 
+    /// Runs kubectl with one more environment variable (such as `KUBE_EDITOR`).
+    pub async fn command_with_env(&self, args: &[&str], name: &str, value: &str) -> Output {
+        let child = self
+            .command(args)
+            .env(name, value)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl");
+        tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish within {COMMAND_TIMEOUT:?}"))
+            .expect("kubectl output")
+    }
+
     /// Runs kubectl with `stdin` fed in.
     pub async fn run_with_input(&self, args: &[&str], stdin: &str) -> Output {
         use tokio::io::AsyncWriteExt;

@@ -475,6 +475,71 @@ async fn workloads(kubectl: &Kubectl, ns: &str) {
         .await;
     assert_eq!(image, "nginx:1.28");
 
+    // diff shows the change and changes nothing; edit goes through an editor.
+    let changed = APP_V1.replace("greeting: hello", "greeting: hallo");
+    let diff = kubectl
+        .run_with_input(&["diff", "-n", ns, "-f", "-"], &changed)
+        .await;
+    let diff_text = String::from_utf8_lossy(&diff.stdout);
+    assert_eq!(diff.status.code(), Some(1), "{diff_text}");
+    assert!(diff_text.contains("+  greeting: hallo"), "{diff_text}");
+    let unchanged = kubectl
+        .ok(&[
+            "get",
+            "cm",
+            "web-config",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.data.extra} [{.data.greeting}]",
+        ])
+        .await;
+    assert_eq!(unchanged, "1 []");
+    let editor = r#"sed -i s/extra:\ \"1\"/extra:\ \"2\"/"#;
+    let edit = kubectl
+        .command_with_env(&["edit", "cm", "web-config", "-n", ns], "KUBE_EDITOR", editor)
+        .await;
+    assert!(edit.status.success(), "{}", String::from_utf8_lossy(&edit.stderr));
+    let edited = kubectl
+        .ok(&[
+            "get",
+            "cm",
+            "web-config",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.data.extra}",
+        ])
+        .await;
+    assert_eq!(edited, "2");
+
+    // OpenAPI: explain, and strict field validation.
+    let explain = kubectl.ok(&["explain", "pod.spec.containers"]).await;
+    assert!(
+        explain.contains("List of containers belonging to the pod."),
+        "{explain}"
+    );
+    let recursive = kubectl
+        .ok(&["explain", "deployment.spec.strategy", "--recursive"])
+        .await;
+    assert!(
+        recursive.contains("rollingUpdate\t<RollingUpdateDeployment>"),
+        "{recursive}"
+    );
+    let typo = APP_V1
+        .replace("name: web\n  labels", "name: typo\n  labels")
+        .replace(
+            "    matchLabels: {app: web}",
+            "    matchLabels: {app: web}\n  replicass: 2",
+        );
+    let strict = kubectl
+        .fails_with_input(&["create", "-n", ns, "-f", "-"], &typo)
+        .await;
+    assert!(
+        strict.contains(r#"Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: unknown field "spec.replicass""#),
+        "{strict}"
+    );
+
     // Server-side dry run writes nothing.
     kubectl
         .ok_with_input(

@@ -1,0 +1,121 @@
+//! What the upstream schemas say about an object: which of its fields are unknown (and so pruned,
+//! or rejected under `fieldValidation=Strict`, as decoding into upstream's typed structs does).
+
+use serde_json::Value;
+
+use crate::openapi;
+
+/// The schema behind `allOf: [{$ref}]` or `$ref`, or the schema itself.
+fn deref(schema: &Value) -> &Value {
+    let mut current = schema;
+    for _ in 0..8 {
+        let reference = current
+            .get("$ref")
+            .or_else(|| current.pointer("/allOf/0/$ref"))
+            .and_then(Value::as_str);
+        match reference.and_then(openapi::resolve) {
+            Some(next) => current = next,
+            None => break,
+        }
+    }
+    current
+}
+
+/// Removes the fields of `value` that `schema` does not define, returning their paths
+/// (`spec.template.spec.containers[0].imagee`).
+fn prune_value(value: &mut Value, schema: &Value, path: &str, unknown: &mut Vec<String>, depth: usize) {
+    if depth > 100 {
+        return;
+    }
+    let schema = deref(schema);
+    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+                let mut doomed = Vec::new();
+                for (key, child) in map.iter_mut() {
+                    let child_path = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    match properties.get(key) {
+                        Some(child_schema) => {
+                            prune_value(child, child_schema, &child_path, unknown, depth + 1)
+                        }
+                        None => {
+                            unknown.push(child_path);
+                            doomed.push(key.clone());
+                        }
+                    }
+                }
+                for key in doomed {
+                    map.remove(&key);
+                }
+            } else if let Some(items) = schema.get("additionalProperties").filter(|s| s.is_object()) {
+                for (key, child) in map.iter_mut() {
+                    let child_path = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    prune_value(child, items, &child_path, unknown, depth + 1);
+                }
+            }
+        }
+        Value::Array(list) => {
+            if let Some(items) = schema.get("items") {
+                for (index, child) in list.iter_mut().enumerate() {
+                    prune_value(child, items, &format!("{path}[{index}]"), unknown, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Prunes `object` against the schema of (group, version, kind); returns the unknown fields'
+/// paths. Kinds without a schema are left alone.
+pub fn prune_unknown(object: &mut Value, group: &str, version: &str, kind: &str) -> Vec<String> {
+    let mut unknown = Vec::new();
+    if let Some(schema) = openapi::schema_of(group, version, kind) {
+        prune_value(object, schema, "", &mut unknown, 0);
+    }
+    unknown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_fields_are_found_and_pruned() {
+        let mut deployment = json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "x", "labels": {"a": "b"}, "bogus": 1},
+            "spec": {
+                "replicass": 2,
+                "template": {"spec": {"containers": [{"name": "c", "imagee": "x", "resources": {"limits": {"cpu": "1"}}}]}},
+                "strategy": {"rollingUpdate": {"maxSurge": 1}}
+            }
+        });
+        let unknown = prune_unknown(&mut deployment, "apps", "v1", "Deployment");
+        assert_eq!(
+            unknown,
+            [
+                "metadata.bogus",
+                "spec.replicass",
+                "spec.template.spec.containers[0].imagee"
+            ]
+        );
+        assert_eq!(
+            deployment["spec"]["template"]["spec"]["containers"][0],
+            json!({"name": "c", "resources": {"limits": {"cpu": "1"}}})
+        );
+        assert_eq!(deployment["metadata"]["labels"], json!({"a": "b"}));
+    }
+}

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use coxswain_apiserver::ServerConfig;
+use coxswain_apiserver::allocator::ServiceNetwork;
 use coxswain_conformance::bench::storage::StorageBench;
 use tracing_subscriber::EnvFilter;
 
@@ -33,6 +34,12 @@ enum Command {
         /// kube-apiserver's static token CSV: token,user,uid,"group1,group2".
         #[arg(long)]
         token_auth_file: Option<PathBuf>,
+        /// IPv4 range ClusterIPs are allocated from.
+        #[arg(long, default_value = "10.96.0.0/12")]
+        service_cluster_ip_range: String,
+        /// Inclusive range NodePorts are allocated from.
+        #[arg(long, default_value = "30000-32767")]
+        service_node_port_range: String,
     },
     /// Print an admin kubeconfig for a server's data dir.
     Kubeconfig {
@@ -118,12 +125,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             storage,
             token_auth_file,
+            service_cluster_ip_range,
+            service_node_port_range,
         } => {
+            let service_network = ServiceNetwork::parse(&service_cluster_ip_range, &service_node_port_range)
+                .map_err(anyhow::Error::msg)?;
             serve(ServerConfig {
                 data_dir,
                 listen,
                 storage,
                 token_auth_file,
+                service_network,
             })
             .await?
         }

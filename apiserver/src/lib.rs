@@ -1,6 +1,7 @@
 //! Coxswain's Kubernetes HTTP API: the TLS server, authentication, discovery, OpenAPI and the
 //! generic REST handler that serves every resource in the [`registry`] through the storage engine.
 
+pub mod allocator;
 pub mod auth;
 pub mod discovery;
 pub mod error;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::allocator::{ServiceAllocator, ServiceNetwork, WriteHooks};
 use crate::strategy::{self, Strategy};
 use crate::table::Column;
 
@@ -98,6 +99,8 @@ pub struct ResourceKind {
     pub subresources: &'static [Subresource],
     pub columns: &'static [Column],
     pub strategy: Arc<dyn Strategy>,
+    /// Things held outside the object (ClusterIPs, NodePorts), if any.
+    pub hooks: Option<Arc<dyn WriteHooks>>,
 }
 
 impl fmt::Debug for ResourceKind {
@@ -191,6 +194,14 @@ impl Registry {
             .collect()
     }
 
+    /// The hooks of the resource stored as `storage_resource`.
+    pub fn hooks_for(&self, storage_resource: &str) -> Option<Arc<dyn WriteHooks>> {
+        self.kinds
+            .values()
+            .find(|k| k.storage_resource() == storage_resource)
+            .and_then(|k| k.hooks.clone())
+    }
+
     /// Every kind stored under `storage_resource` (all versions), for namespace cleanup.
     pub fn storage_resources(&self) -> Vec<(String, bool)> {
         let mut seen: Vec<(String, bool)> = Vec::new();
@@ -246,11 +257,17 @@ fn kind(
         subresources,
         columns: crate::table::columns_for(group, resource),
         strategy: strategy::for_resource(group, resource),
+        hooks: None,
     }
 }
 
-/// The built-in API of Kubernetes v1.35 that Coxswain serves.
+/// The built-in API with the default service network.
 pub fn builtin() -> Registry {
+    builtin_with(ServiceNetwork::default())
+}
+
+/// The built-in API of Kubernetes v1.35 that Coxswain serves.
+pub fn builtin_with(network: ServiceNetwork) -> Registry {
     const ALL: &[&str] = &["all"];
     let mut registry = Registry::default();
     let core = [
@@ -625,6 +642,9 @@ pub fn builtin() -> Registry {
     for mut kind in core {
         if kind.resource == "namespaces" {
             kind.verbs = NO_COLLECTION_DELETE;
+        }
+        if kind.group.is_empty() && kind.resource == "services" {
+            kind.hooks = Some(ServiceAllocator::new(network));
         }
         registry.add(kind);
     }

@@ -16,6 +16,7 @@ use coxswain_storage::{
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use crate::allocator;
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::fields::FieldSelector;
 use crate::object;
@@ -598,11 +599,22 @@ async fn create(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiRes
             &warnings,
         ));
     }
+    let held = match &kind.hooks {
+        Some(hooks) => {
+            hooks
+                .reserve_for_create(store.as_ref(), request.cluster, &mut object)
+                .await?
+        }
+        None => Vec::new(),
+    };
     let bytes = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
-    let stored = store
-        .create(&request.key(&name), bytes)
-        .await
-        .map_err(|err| ApiError::storage(err, &request.group_resource(), &name))?;
+    let stored = match store.create(&request.key(&name), bytes).await {
+        Ok(stored) => stored,
+        Err(err) => {
+            allocator::release(store.as_ref(), &held).await;
+            return Err(ApiError::storage(err, &request.group_resource(), &name));
+        }
+    };
     Ok(with_warnings(
         bytes_response(StatusCode::CREATED, stored.value),
         &warnings,
@@ -684,15 +696,29 @@ async fn write_update(
             return Err(ApiError::conflict(&request.group_resource(), name));
         }
         validate(kind, &new, Some(&old))?;
+        let (held, given_up) = match (&kind.hooks, request.dry_run()) {
+            (Some(hooks), false) => {
+                hooks
+                    .reserve_for_update(store.as_ref(), request.cluster, &old, &mut new)
+                    .await?
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
         if object::comparable(&new) == object::comparable(&old) || request.dry_run() {
+            allocator::release(store.as_ref(), &held).await;
             let shown = if request.dry_run() { &new } else { &old };
             return Ok(with_warnings(json_response(StatusCode::OK, shown), &warnings));
         }
         let bytes = Bytes::from(serde_json::to_vec(&new).unwrap_or_default());
-        match store
+        let outcome = store
             .update(&key, bytes, &Preconditions::revision(stored.revision))
-            .await
-        {
+            .await;
+        if outcome.is_err() {
+            allocator::release(store.as_ref(), &held).await;
+        } else {
+            allocator::release(store.as_ref(), &given_up).await;
+        }
+        match outcome {
             Ok(written) => {
                 // A finalizer-held deletion completes when the last finalizer goes.
                 if new.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&new).is_empty() {
@@ -967,6 +993,9 @@ async fn delete(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &st
         .delete(&key, &Preconditions::revision(stored.revision))
         .await
         .map_err(|err| ApiError::storage(err, &request.group_resource(), name))?;
+    if let Some(hooks) = &kind.hooks {
+        allocator::release(store.as_ref(), &hooks.held(request.cluster, &object)).await;
+    }
     Ok(json_response(StatusCode::OK, &deleted_status(kind, &object)))
 }
 
@@ -990,7 +1019,12 @@ async fn delete_collection(store: &Arc<dyn Store>, request: &ResourceRequest<'_>
                 .delete(&stored.key, &Preconditions::revision(stored.revision))
                 .await
             {
-                Ok(_) | Err(coxswain_storage::Error::NotFound { .. }) => {}
+                Ok(_) => {
+                    if let Some(hooks) = &kind.hooks {
+                        allocator::release(store.as_ref(), &hooks.held(request.cluster, &object)).await;
+                    }
+                }
+                Err(coxswain_storage::Error::NotFound { .. }) => {}
                 Err(err) => {
                     return Err(ApiError::storage(
                         err,

@@ -38,6 +38,8 @@ pub struct ServerConfig {
     /// `sqlite` or a `postgres://` URL.
     pub storage: String,
     pub token_auth_file: Option<PathBuf>,
+    /// Where ClusterIPs and NodePorts come from.
+    pub service_network: crate::allocator::ServiceNetwork,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -183,7 +185,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&pki)?));
     let state = Arc::new(AppState {
         store,
-        registry: Arc::new(registry::builtin()),
+        registry: Arc::new(registry::builtin_with(config.service_network)),
         tokens,
         bootstrapped: Mutex::new(HashSet::new()),
     });
@@ -474,9 +476,15 @@ async fn clean_namespace(
             Some(namespace.to_string()),
         ));
         let page = state.store.list(&request).await?;
+        let hooks = state.registry.hooks_for(&resource);
         for object in page.items {
             match state.store.delete(&object.key, &Preconditions::none()).await {
-                Ok(_) | Err(coxswain_storage::Error::NotFound { .. }) => {}
+                Ok(deleted) => {
+                    if let (Some(hooks), Ok(value)) = (&hooks, deleted.json()) {
+                        crate::allocator::release(state.store.as_ref(), &hooks.held(cluster, &value)).await;
+                    }
+                }
+                Err(coxswain_storage::Error::NotFound { .. }) => {}
                 Err(err) => return Err(err),
             }
         }

@@ -40,6 +40,7 @@ impl TestServer {
             listen,
             storage: storage.to_string(),
             token_auth_file: None,
+            service_network: Default::default(),
         })
         .await
         .expect("start the server")

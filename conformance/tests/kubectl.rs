@@ -475,6 +475,41 @@ async fn workloads(kubectl: &Kubectl, ns: &str) {
         .await;
     assert_eq!(image, "nginx:1.28");
 
+    // ClusterIPs are allocated once each; a NodePort is held until its Service is deleted.
+    let ips = kubectl
+        .ok(&[
+            "get",
+            "svc",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={range .items[*]}{.spec.clusterIP} {end}",
+        ])
+        .await;
+    let ips: Vec<&str> = ips.split_whitespace().collect();
+    assert_eq!(ips.len(), 2, "{ips:?}");
+    assert_ne!(ips[0], ips[1]);
+    assert!(ips.iter().all(|ip| ip.starts_with("10.")), "{ips:?}");
+    let fixed = "--node-port=30080";
+    kubectl
+        .ok(&[
+            "create", "service", "nodeport", "fixed-a", "-n", ns, "--tcp=80", &fixed,
+        ])
+        .await;
+    let taken = kubectl
+        .fails(&[
+            "create", "service", "nodeport", "fixed-b", "-n", ns, "--tcp=80", &fixed,
+        ])
+        .await;
+    assert!(taken.contains("provided port is already allocated"), "{taken}");
+    kubectl.ok(&["delete", "svc", "fixed-a", "-n", ns]).await;
+    kubectl
+        .ok(&[
+            "create", "service", "nodeport", "fixed-b", "-n", ns, "--tcp=80", &fixed,
+        ])
+        .await;
+    kubectl.ok(&["delete", "svc", "fixed-b", "-n", ns]).await;
+
     // diff shows the change and changes nothing; edit goes through an editor.
     let changed = APP_V1.replace("greeting: hello", "greeting: hallo");
     let diff = kubectl

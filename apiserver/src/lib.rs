@@ -6,6 +6,7 @@ pub mod auth;
 pub mod discovery;
 pub mod error;
 pub mod fields;
+pub mod managed;
 pub mod object;
 pub mod openapi;
 pub mod patch;

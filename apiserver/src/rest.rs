@@ -590,6 +590,10 @@ async fn create(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiRes
     if kind.strategy.tracks_generation() {
         object["metadata"]["generation"] = json!(1);
     }
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
+    record_update(request, None, &mut object);
     validate(kind, &object, None)?;
     let name = object::name_of(&object).unwrap_or_default().to_string();
     check_namespace(store, request, &name).await?;
@@ -619,6 +623,28 @@ async fn create(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiRes
         bytes_response(StatusCode::CREATED, stored.value),
         &warnings,
     ))
+}
+
+/// Records this request's write in `managedFields` (an Update operation).
+fn record_update(request: &ResourceRequest<'_>, old: Option<&Value>, new: &mut Value) {
+    let kind = request.kind();
+    let user_agent = request
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let manager = crate::managed::manager_name(request.param("fieldManager"), user_agent);
+    let api_version = kind.api_version();
+    let time = object::now();
+    let writer = crate::managed::Writer {
+        manager: &manager,
+        api_version: &api_version,
+        group: kind.group,
+        version: kind.version,
+        kind: kind.kind,
+        subresource: request.target.subresource.as_deref(),
+        time: &time,
+    };
+    crate::managed::record_update(&writer, old, new);
 }
 
 /// The new state of an object from a full replacement `incoming` of the part the request may write.
@@ -683,6 +709,26 @@ async fn write_update(
         let mut new = modify(&old)?;
         object::check_type(&mut new, kind, kind.kind)?;
         let warnings = check_unknown_fields(request, &mut new)?;
+        // managedFields are the server's: kept from the stored object unless explicitly cleared.
+        let cleared = new.pointer("/metadata/managedFields") == Some(&json!([]));
+        let previous = if cleared {
+            None
+        } else {
+            old.pointer("/metadata/managedFields").cloned()
+        };
+        let mut base = old.clone();
+        match previous {
+            Some(fields) => new["metadata"]["managedFields"] = fields,
+            None => {
+                if let Some(metadata) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                    metadata.remove("managedFields");
+                }
+                if let Some(metadata) = base.get_mut("metadata").and_then(Value::as_object_mut) {
+                    metadata.remove("managedFields");
+                }
+            }
+        }
+        record_update(request, Some(&base), &mut new);
         if object::name_of(&new) != Some(name) {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",

@@ -475,6 +475,56 @@ async fn workloads(kubectl: &Kubectl, ns: &str) {
         .await;
     assert_eq!(image, "nginx:1.28");
 
+    // Every write is recorded in managedFields as an Update by its manager.
+    let managers = kubectl
+        .ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            ns,
+            "--show-managed-fields",
+            "-o",
+            "jsonpath={range .metadata.managedFields[*]}{.manager}:{.operation}:{.subresource} {end}",
+        ])
+        .await;
+    for entry in [
+        "kubectl-create:Update:",
+        "kubectl-client-side-apply:Update:",
+        "kubectl:Update:scale",
+        "kubectl-set:Update:",
+    ] {
+        assert!(
+            managers.split_whitespace().any(|m| m == entry),
+            "{entry} missing from {managers}"
+        );
+    }
+    let image_owner = kubectl
+        .ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            ns,
+            "--show-managed-fields",
+            "-o",
+            "json",
+        ])
+        .await;
+    let image_owner: serde_json::Value = serde_json::from_str(&image_owner).expect("json");
+    let owners: Vec<&str> = image_owner["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .filter(|e| {
+            e["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"nginx\"}"]
+                .get("f:image")
+                .is_some()
+        })
+        .filter_map(|e| e["manager"].as_str())
+        .collect();
+    assert_eq!(owners, ["kubectl-set"], "set image took the image field");
+
     // ClusterIPs are allocated once each; a NodePort is held until its Service is deleted.
     let ips = kubectl
         .ok(&[

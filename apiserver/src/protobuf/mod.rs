@@ -329,6 +329,24 @@ fn message(schema: &Schema, type_name: &str, bytes: &[u8], depth: usize) -> Resu
     Ok(special(type_name, object))
 }
 
+/// Value (non-pointer) fields that protobuf always carries but upstream's JSON omits when zero
+/// (`omitempty`); pointer fields keep an explicit zero. The schema data cannot tell the two apart,
+/// so the value fields that kubectl's and Helm's typed requests carry are listed here.
+fn omitted_when_zero(type_name: &str) -> &'static [&'static str] {
+    match type_name {
+        "ObjectMeta" => &["generation"],
+        "DeploymentSpec" => &["minReadySeconds", "paused"],
+        "ReplicaSetSpec" | "StatefulSetSpec" | "DaemonSetSpec" => &["minReadySeconds"],
+        "Container" | "EphemeralContainer" => &["stdin", "stdinOnce", "tty"],
+        "PodSpec" => &["hostIPC", "hostNetwork", "hostPID"],
+        "ServicePort" => &["nodePort"],
+        "ServiceSpec" => &["healthCheckNodePort", "publishNotReadyAddresses"],
+        "ContainerPort" => &["hostPort"],
+        "VolumeMount" => &["readOnly"],
+        _ => &[],
+    }
+}
+
 /// Types whose JSON form is not an object of their fields; and Go's omission of empty strings.
 fn special(type_name: &str, mut object: Map<String, Value>) -> Value {
     match type_name.rsplit('.').next().unwrap_or_default() {
@@ -356,8 +374,14 @@ fn special(type_name: &str, mut object: Map<String, Value>) -> Value {
             raw.and_then(|bytes| serde_json::from_slice(&bytes).ok())
                 .unwrap_or(Value::Null)
         }
-        _ => {
-            object.retain(|_, value| !matches!(value, Value::Null) && value.as_str() != Some(""));
+        short => {
+            let zero_omitted = omitted_when_zero(short);
+            object.retain(|field, value| {
+                let zero = matches!(value, Value::Bool(false)) || value.as_i64() == Some(0);
+                !matches!(value, Value::Null)
+                    && value.as_str() != Some("")
+                    && !(zero && zero_omitted.contains(&field.as_str()))
+            });
             Value::Object(object)
         }
     }

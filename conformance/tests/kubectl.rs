@@ -625,6 +625,76 @@ async fn workloads(kubectl: &Kubectl, ns: &str) {
         "{strict}"
     );
 
+    // Pods and services describe as upstream's describers expect.
+    kubectl
+        .ok(&[
+            "run",
+            "sleeper",
+            "-n",
+            ns,
+            "--image=busybox:1.36",
+            "--",
+            "sleep",
+            "1000",
+        ])
+        .await;
+    let pods = kubectl.ok(&["get", "pods", "-n", ns, "-o", "wide"]).await;
+    assert!(
+        pods.starts_with("NAME")
+            && pods.contains("READINESS GATES")
+            && pods.contains("sleeper")
+            && pods.contains("Pending"),
+        "{pods}"
+    );
+    let pod = kubectl.ok(&["describe", "pod", "sleeper", "-n", ns]).await;
+    assert!(
+        pod.contains("Status:       Pending") && pod.contains("QoS Class:        BestEffort"),
+        "{pod}"
+    );
+    let service = kubectl.ok(&["describe", "svc", "web", "-n", ns]).await;
+    assert!(
+        service.contains("Type:                     ClusterIP")
+            && service.contains("TargetPort:               80/TCP"),
+        "{service}"
+    );
+    kubectl
+        .ok(&[
+            "delete",
+            "pod",
+            "sleeper",
+            "-n",
+            ns,
+            "--cascade=orphan",
+            "--grace-period=30",
+        ])
+        .await;
+
+    // wait --for=delete returns once the object is gone (kubectl 1.35 uses a watch-list).
+    kubectl
+        .ok_with_input(&["create", "-n", ns, "-f", "-"], &config_map("doomed", ""))
+        .await;
+    let pending = kubectl
+        .fails(&["wait", "--for=delete", "cm/doomed", "-n", ns, "--timeout=1s"])
+        .await;
+    assert!(
+        pending.contains("timed out waiting for the condition"),
+        "{pending}"
+    );
+    // Whether the wait starts before or after the delete, it must end in success.
+    let waiter = {
+        let kubectl = kubectl.clone();
+        let ns = ns.to_string();
+        tokio::spawn(async move {
+            kubectl
+                .ok(&["wait", "--for=delete", "cm/doomed", "-n", &ns, "--timeout=60s"])
+                .await
+        })
+    };
+    kubectl
+        .ok(&["delete", "cm", "doomed", "-n", ns, "--cascade=background"])
+        .await;
+    waiter.await.expect("wait task");
+
     // Server-side dry run writes nothing.
     kubectl
         .ok_with_input(

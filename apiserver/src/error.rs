@@ -197,7 +197,7 @@ impl ApiError {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestEntityTooLarge",
-            format!("the server has received too large of a request: limit is {limit}"),
+            format!("Request entity too large: limit is {limit}"),
         )
     }
 
@@ -229,7 +229,7 @@ impl ApiError {
                 format!("Too large resource version: {requested}, current: {current}"),
             )
             .with_details(json!({ "causes": [{ "reason": "ResourceVersionTooLarge", "message": "Too large resource version" }], "retryAfterSeconds": 1 })),
-            E::InvalidContinue(detail) => Self::bad_request(format!("invalid continue token: {detail}")),
+            E::InvalidContinue(detail) => Self::bad_request(format!("continue key is not valid: {detail}")),
             E::InvalidSelector(detail) => Self::bad_request(format!("unable to parse requirement: {detail}")),
             E::InvalidKey(detail) | E::InvalidValue(detail) => Self::bad_request(detail),
             E::Backend(_) | E::Closed => {

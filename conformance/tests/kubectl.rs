@@ -65,6 +65,7 @@ async fn scenario(storage: &str) {
         lists_and_selectors(&kubectl, &ns).await;
         watch(&kubectl, &ns).await;
         errors(&kubectl, &ns).await;
+        bad_input(&kubectl, &ns, home.path()).await;
         let tenant = Kubectl::new(&binary, &server.cluster_kubeconfig("t1"), home.path());
         logical_clusters(&kubectl, &tenant, &ns).await;
     }
@@ -850,6 +851,48 @@ async fn errors(kubectl: &Kubectl, ns: &str) {
         unknown.contains(r#"the server doesn't have a resource type "widgets""#),
         "{unknown}"
     );
+}
+
+/// Bad input gets a Status error and writes nothing.
+async fn bad_input(kubectl: &Kubectl, ns: &str, dir: &std::path::Path) {
+    let path = format!("/api/v1/namespaces/{ns}/configmaps");
+    let write = |name: &str, text: String| {
+        let file = dir.join(name);
+        std::fs::write(&file, text).expect("write body");
+        file.to_string_lossy().into_owned()
+    };
+    let big = write(
+        "big.json",
+        format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big"}},"data":{{"x":"{}"}}}}"#,
+            "a".repeat(4 << 20)
+        ),
+    );
+    let too_large = kubectl.fails(&["create", "--raw", &path, "-f", &big]).await;
+    assert!(
+        too_large.contains("Request entity too large: limit is 3145728"),
+        "{too_large}"
+    );
+    let truncated = write(
+        "truncated.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x""#.into(),
+    );
+    let malformed = kubectl.fails(&["create", "--raw", &path, "-f", &truncated]).await;
+    assert!(malformed.contains("(BadRequest)"), "{malformed}");
+    let deep = write(
+        "deep.json",
+        format!("{}1{}", r#"{"a":"#.repeat(10_000), "}".repeat(10_000)),
+    );
+    let nested = kubectl.fails(&["create", "--raw", &path, "-f", &deep]).await;
+    assert!(nested.contains("(BadRequest)"), "{nested}");
+    let selector = kubectl.fails(&["get", "cm", "-n", ns, "-l", "a in ("]).await;
+    assert!(selector.contains("(BadRequest)"), "{selector}");
+    let token = kubectl
+        .fails(&["get", "--raw", &format!("{path}?continue=garbage")])
+        .await;
+    assert!(token.contains("continue key is not valid"), "{token}");
+    let left = kubectl.ok(&["get", "cm", "-n", ns, "-o", "name"]).await;
+    assert!(!left.contains("big") && !left.contains("configmap/x"), "{left}");
 }
 
 async fn logical_clusters(root: &Kubectl, tenant: &Kubectl, ns: &str) {

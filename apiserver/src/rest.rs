@@ -873,7 +873,7 @@ async fn patch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str
         .trim()
         .to_string();
     let patch = decode_json(&request.body)?;
-    let apply = |document: &Value| -> ApiResult<Value> {
+    let apply = |document: &Value, document_kind: (&str, &str, &str)| -> ApiResult<Value> {
         let mut patched = document.clone();
         match content_type.as_str() {
             "application/json-patch+json" => {
@@ -892,15 +892,13 @@ async fn patch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str
                     )
                 })?;
             }
-            "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
-                crate::patch::merge(
-                    &mut patched,
-                    &patch,
-                    content_type.starts_with("application/strategic"),
-                );
+            "application/merge-patch+json" => {
+                crate::patch::apply(&mut patched, &patch, crate::patch::Kind::Merge, None);
             }
-            "application/apply-patch+yaml" => {
-                crate::patch::merge(&mut patched, &patch, true);
+            // Apply patches are merged strategically until server-side apply exists.
+            "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
+                let schema = crate::openapi::schema_of(document_kind.0, document_kind.1, document_kind.2);
+                crate::patch::apply(&mut patched, &patch, crate::patch::Kind::Strategic, schema);
             }
             other => return Err(ApiError::unsupported_media_type(other)),
         }
@@ -908,7 +906,7 @@ async fn patch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str
     };
     if subresource.as_deref() == Some("scale") {
         let response = write_update(store, request, name, |old| {
-            let scale = apply(&scale_of(&kind, old)?)?;
+            let scale = apply(&scale_of(&kind, old)?, ("autoscaling", "v1", "Scale"))?;
             let mut new = old.clone();
             new["spec"]["replicas"] = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
             merge_update(&kind, None, old, new)
@@ -932,7 +930,7 @@ async fn patch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str
         .await;
     }
     write_update(store, request, name, |old| {
-        let patched = apply(old)?;
+        let patched = apply(old, (kind.group, kind.version, kind.kind))?;
         let mut new = merge_update(&kind, subresource.as_deref(), old, patched)?;
         // A patch's resourceVersion is a precondition only when the patch itself carries one.
         if patch.pointer("/metadata/resourceVersion").is_none()

@@ -28,7 +28,7 @@ log "client tools: kubectl 1.35 and helm 4 into target/tools"
 python3 scripts/install-client-tools.py target/tools
 export COXSWAIN_TEST_KUBECTL="$PWD/target/tools/kubectl"
 export COXSWAIN_TEST_HELM="$PWD/target/tools/helm"
-"$COXSWAIN_TEST_KUBECTL" version --client | head -n 1
+"$COXSWAIN_TEST_KUBECTL" version --client | sed -n 1p
 
 work=$(mktemp -d /tmp/coxswain-test.XXXXXX)
 pg_pid=""

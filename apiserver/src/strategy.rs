@@ -271,6 +271,35 @@ impl Strategy for Workload {
             }
             _ => {}
         }
+        if resource == "jobs"
+            && spec.get("manualSelector") != Some(&json!(true))
+            && !spec.contains_key("selector")
+        {
+            // Upstream generates the selector from the Job's uid and labels the pod template.
+            let uid = object
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let name = object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            object["spec"]["selector"] =
+                json!({ "matchLabels": { "batch.kubernetes.io/controller-uid": uid } });
+            let template = ensure_object(&mut object["spec"], "template");
+            let labels = ensure_object_in(ensure_object_in(template, "metadata"), "labels");
+            for (key, value) in [
+                ("batch.kubernetes.io/controller-uid", &uid),
+                ("batch.kubernetes.io/job-name", &name),
+                ("controller-uid", &uid),
+                ("job-name", &name),
+            ] {
+                labels.insert(key.into(), json!(value));
+            }
+        }
+        let spec = ensure_object(object, "spec");
         if let Some(Value::Object(template)) = spec.get_mut("template") {
             let default_restart = if resource == "jobs" { "Never" } else { "Always" };
             if let Some(Value::Object(pod_spec)) = template.get_mut("spec") {

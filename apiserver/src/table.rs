@@ -245,6 +245,364 @@ const PODS: &[Column] = &[
     }),
     column("Readiness Gates", "string", 1, |_| json!("<none>")),
 ];
+fn bool_text(object: &Value, pointer: &str) -> Value {
+    json!(
+        if object.pointer(pointer).and_then(Value::as_bool) == Some(true) {
+            "True"
+        } else {
+            "False"
+        }
+    )
+}
+
+fn int_text(object: &Value, pointer: &str) -> Value {
+    json!(int(object, pointer))
+}
+
+fn or_none_text(object: &Value, pointer: &str) -> Value {
+    or_none(text(object, pointer))
+}
+
+fn job_status(object: &Value) -> Value {
+    let conditions = object.pointer("/status/conditions").and_then(Value::as_array);
+    let has = |kind: &str| {
+        conditions.is_some_and(|list| {
+            list.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some(kind)
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        })
+    };
+    json!(if has("Complete") {
+        "Complete"
+    } else if has("Failed") {
+        "Failed"
+    } else if has("FailureTarget") {
+        "FailureTarget"
+    } else if has("SuccessCriteriaMet") {
+        "SuccessCriteriaMet"
+    } else if object.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true) {
+        "Suspended"
+    } else {
+        "Running"
+    })
+}
+
+fn job_completions(object: &Value) -> Value {
+    let succeeded = int(object, "/status/succeeded");
+    match object.pointer("/spec/completions").and_then(Value::as_i64) {
+        Some(completions) => json!(format!("{succeeded}/{completions}")),
+        None => json!(format!(
+            "{succeeded}/1 of {}",
+            int(object, "/spec/parallelism").max(1)
+        )),
+    }
+}
+
+fn job_duration(object: &Value) -> Value {
+    let parse = |p: &str| {
+        object
+            .pointer(p)
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    match parse("/status/startTime") {
+        None => json!(""),
+        Some(start) => {
+            let end = parse("/status/completionTime")
+                .map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
+            json!(human_duration(
+                (end - start.with_timezone(&chrono::Utc)).num_seconds()
+            ))
+        }
+    }
+}
+
+fn pod_template_field(object: &Value, field: &str, pointer: &str) -> Value {
+    let names: Vec<&str> = object
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .map(|list| list.iter().filter_map(|c| c.get(field)?.as_str()).collect())
+        .unwrap_or_default();
+    json!(names.join(","))
+}
+
+fn node_selector(object: &Value) -> Value {
+    let pairs: Vec<String> = object
+        .pointer("/spec/template/spec/nodeSelector")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!(if pairs.is_empty() {
+        "<none>".to_string()
+    } else {
+        pairs.join(",")
+    })
+}
+
+fn node_status(object: &Value) -> Value {
+    let ready = object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|list| {
+            list.iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+        })
+        .and_then(|c| c.get("status").and_then(Value::as_str));
+    let mut status = match ready {
+        Some("True") => "Ready".to_string(),
+        _ => "NotReady".to_string(),
+    };
+    if object.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+        status.push_str(",SchedulingDisabled");
+    }
+    json!(status)
+}
+
+fn node_roles(object: &Value) -> Value {
+    let roles: Vec<&str> = object
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .keys()
+                .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!(if roles.is_empty() {
+        "<none>".to_string()
+    } else {
+        roles.join(",")
+    })
+}
+
+fn endpoints_text(object: &Value) -> Value {
+    let mut shown = Vec::new();
+    for subset in object
+        .pointer("/subsets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for address in subset
+            .get("addresses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let ip = address.get("ip").and_then(Value::as_str).unwrap_or_default();
+            for port in subset
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                shown.push(format!("{ip}:{}", int(port, "/port")));
+            }
+        }
+    }
+    json!(match shown.len() {
+        0 => "<none>".to_string(),
+        1..=3 => shown.join(","),
+        n => format!("{} + {} more...", shown[..3].join(","), n - 3),
+    })
+}
+
+const JOBS: &[Column] = &[
+    NAME,
+    column("Status", "string", 0, job_status),
+    column("Completions", "string", 0, job_completions),
+    column("Duration", "string", 0, job_duration),
+    AGE,
+    column("Containers", "string", 1, |o| {
+        pod_template_field(o, "name", "/spec/template/spec/containers")
+    }),
+    column("Images", "string", 1, |o| {
+        pod_template_field(o, "image", "/spec/template/spec/containers")
+    }),
+    column("Selector", "string", 1, |o| selector_text(o, "/spec/selector")),
+];
+const CRONJOBS: &[Column] = &[
+    NAME,
+    column("Schedule", "string", 0, |o| text(o, "/spec/schedule")),
+    column("Timezone", "string", 0, |o| or_none_text(o, "/spec/timeZone")),
+    column("Suspend", "boolean", 0, |o| bool_text(o, "/spec/suspend")),
+    column("Active", "integer", 0, |o| {
+        json!(
+            o.pointer("/status/active")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)
+        )
+    }),
+    column("Last Schedule", "string", 0, |o| {
+        match o.pointer("/status/lastScheduleTime").and_then(Value::as_str) {
+            Some(t) => json!(age(Some(t))),
+            None => json!("<none>"),
+        }
+    }),
+    AGE,
+    column("Containers", "string", 1, |o| {
+        pod_template_field(o, "name", "/spec/jobTemplate/spec/template/spec/containers")
+    }),
+    column("Images", "string", 1, |o| {
+        pod_template_field(o, "image", "/spec/jobTemplate/spec/template/spec/containers")
+    }),
+    column("Selector", "string", 1, |o| {
+        selector_text(o, "/spec/jobTemplate/spec/selector")
+    }),
+];
+const STATEFULSETS: &[Column] = &[
+    NAME,
+    column("Ready", "string", 0, |o| {
+        json!(format!(
+            "{}/{}",
+            int(o, "/status/readyReplicas"),
+            int(o, "/spec/replicas")
+        ))
+    }),
+    AGE,
+    column("Containers", "string", 1, |o| containers_field(o, "name")),
+    column("Images", "string", 1, |o| containers_field(o, "image")),
+];
+const DAEMONSETS: &[Column] = &[
+    NAME,
+    column("Desired", "integer", 0, |o| {
+        int_text(o, "/status/desiredNumberScheduled")
+    }),
+    column("Current", "integer", 0, |o| {
+        int_text(o, "/status/currentNumberScheduled")
+    }),
+    column("Ready", "integer", 0, |o| int_text(o, "/status/numberReady")),
+    column("Up-to-date", "integer", 0, |o| {
+        int_text(o, "/status/updatedNumberScheduled")
+    }),
+    column("Available", "integer", 0, |o| {
+        int_text(o, "/status/numberAvailable")
+    }),
+    column("Node Selector", "string", 0, node_selector),
+    AGE,
+    column("Containers", "string", 1, |o| containers_field(o, "name")),
+    column("Images", "string", 1, |o| containers_field(o, "image")),
+    column("Selector", "string", 1, |o| selector_text(o, "/spec/selector")),
+];
+const SERVICEACCOUNTS: &[Column] = &[
+    NAME,
+    column("Secrets", "string", 0, |o| {
+        json!(
+            o.pointer("/secrets")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)
+        )
+    }),
+    AGE,
+];
+const NODES: &[Column] = &[
+    NAME,
+    column("Status", "string", 0, node_status),
+    column("Roles", "string", 0, node_roles),
+    AGE,
+    column("Version", "string", 0, |o| {
+        text(o, "/status/nodeInfo/kubeletVersion")
+    }),
+];
+const ENDPOINTS: &[Column] = &[NAME, column("Endpoints", "string", 0, endpoints_text), AGE];
+const LEASES: &[Column] = &[
+    NAME,
+    column("Holder", "string", 0, |o| text(o, "/spec/holderIdentity")),
+    AGE,
+];
+const STORAGECLASSES: &[Column] = &[
+    NAME,
+    column("Provisioner", "string", 0, |o| text(o, "/provisioner")),
+    column("ReclaimPolicy", "string", 0, |o| {
+        json!(
+            o.pointer("/reclaimPolicy")
+                .and_then(Value::as_str)
+                .unwrap_or("Delete")
+        )
+    }),
+    column("VolumeBindingMode", "string", 0, |o| {
+        json!(
+            o.pointer("/volumeBindingMode")
+                .and_then(Value::as_str)
+                .unwrap_or("Immediate")
+        )
+    }),
+    column("AllowVolumeExpansion", "string", 0, |o| {
+        json!(o.pointer("/allowVolumeExpansion").and_then(Value::as_bool) == Some(true))
+    }),
+    AGE,
+];
+const PRIORITYCLASSES: &[Column] = &[
+    NAME,
+    column("Value", "integer", 0, |o| int_text(o, "/value")),
+    column("Global-Default", "boolean", 0, |o| {
+        json!(o.pointer("/globalDefault").and_then(Value::as_bool) == Some(true))
+    }),
+    AGE,
+    column("PreemptionPolicy", "string", 0, |o| {
+        json!(
+            o.pointer("/preemptionPolicy")
+                .and_then(Value::as_str)
+                .unwrap_or("PreemptLowerPriority")
+        )
+    }),
+];
+const ROLEBINDINGS: &[Column] = &[
+    NAME,
+    column("Role", "string", 0, |o| {
+        json!(format!(
+            "{}/{}",
+            text(o, "/roleRef/kind").as_str().unwrap_or(""),
+            text(o, "/roleRef/name").as_str().unwrap_or("")
+        ))
+    }),
+    AGE,
+];
+const INGRESSES: &[Column] = &[
+    NAME,
+    column("Class", "string", 0, |o| {
+        or_none_text(o, "/spec/ingressClassName")
+    }),
+    column("Hosts", "string", 0, |o| {
+        let hosts: Vec<&str> = o
+            .pointer("/spec/rules")
+            .and_then(Value::as_array)
+            .map(|rules| rules.iter().filter_map(|r| r.get("host")?.as_str()).collect())
+            .unwrap_or_default();
+        json!(if hosts.is_empty() {
+            "*".to_string()
+        } else {
+            hosts.join(",")
+        })
+    }),
+    column("Address", "string", 0, |o| {
+        let addresses: Vec<&str> = o
+            .pointer("/status/loadBalancer/ingress")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|i| i.get("ip").or_else(|| i.get("hostname"))?.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!(addresses.join(","))
+    }),
+    column("Ports", "string", 0, |o| {
+        json!(if o.pointer("/spec/tls").is_some() {
+            "80, 443"
+        } else {
+            "80"
+        })
+    }),
+    AGE,
+];
+
 const DEFAULT: &[Column] = &[NAME, AGE];
 
 /// Upstream's columns for a built-in resource.
@@ -257,6 +615,18 @@ pub fn columns_for(group: &str, resource: &str) -> &'static [Column] {
         ("", "pods") => PODS,
         ("apps", "deployments") => DEPLOYMENTS,
         ("apps", "replicasets") => REPLICASETS,
+        ("apps", "statefulsets") => STATEFULSETS,
+        ("apps", "daemonsets") => DAEMONSETS,
+        ("batch", "jobs") => JOBS,
+        ("batch", "cronjobs") => CRONJOBS,
+        ("", "serviceaccounts") => SERVICEACCOUNTS,
+        ("", "nodes") => NODES,
+        ("", "endpoints") => ENDPOINTS,
+        ("coordination.k8s.io", "leases") => LEASES,
+        ("storage.k8s.io", "storageclasses") => STORAGECLASSES,
+        ("scheduling.k8s.io", "priorityclasses") => PRIORITYCLASSES,
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => ROLEBINDINGS,
+        ("networking.k8s.io", "ingresses") => INGRESSES,
         _ => DEFAULT,
     }
 }

@@ -127,6 +127,12 @@ impl ApiError {
         .with_details(Self::object_details(resource, name))
     }
 
+    /// 409 Conflict with a specific message.
+    pub fn conflict_message(resource: &GroupResource, name: &str, message: String) -> Self {
+        Self::new(StatusCode::CONFLICT, "Conflict", message)
+            .with_details(Self::object_details(resource, name))
+    }
+
     /// 422 with the causes listed as upstream prints them.
     pub fn invalid(kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> Self {
         let texts: Vec<String> = causes.iter().map(Cause::text).collect();

@@ -94,6 +94,8 @@ pub async fn serve(store: &Arc<dyn Store>, request: ResourceRequest<'_>) -> ApiR
             Ok(json_response(StatusCode::OK, &scale_of(request.kind(), &stored)?))
         }
         (Method::POST, None, None) => create(store, &request).await,
+        (Method::POST, Some(name), Some("binding")) => bind(store, &request, name).await,
+        (Method::POST, Some(name), Some("eviction")) => evict(store, &request, name).await,
         (Method::PUT, Some(name), _) => update(store, &request, name).await,
         (Method::PATCH, Some(name), _) => patch(store, &request, name).await,
         (Method::DELETE, Some(name), None) => delete(store, &request, name).await,
@@ -102,6 +104,73 @@ pub async fn serve(store: &Arc<dyn Store>, request: ResourceRequest<'_>) -> ApiR
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+fn success_status() -> Value {
+    json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 })
+}
+
+/// `pods/binding`: assigns an unassigned pod to a node (what a scheduler posts).
+async fn bind(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str) -> ApiResult<Response> {
+    let binding = body_json(request)?;
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::invalid("Binding", "", name, vec![Cause::required("target.name")]))?
+        .to_string();
+    let key = request.key(name);
+    let stored = store
+        .get(&key)
+        .await
+        .map_err(|err| ApiError::storage(err, &request.group_resource(), name))?;
+    let mut pod = parse(&stored)?;
+    if let Some(current) = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+    {
+        return Err(ApiError::conflict_message(
+            &request.group_resource(),
+            name,
+            format!(
+                "Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{current}\""
+            ),
+        ));
+    }
+    if request.dry_run() {
+        return Ok(json_response(StatusCode::CREATED, &success_status()));
+    }
+    pod["spec"]["nodeName"] = json!(node);
+    let bytes = Bytes::from(serde_json::to_vec(&pod).unwrap_or_default());
+    store
+        .update(&key, bytes, &Preconditions::revision(stored.revision))
+        .await
+        .map_err(|err| ApiError::storage(err, &request.group_resource(), name))?;
+    Ok(json_response(StatusCode::CREATED, &success_status()))
+}
+
+/// `pods/eviction`: deletes the pod (disruption budgets are not consulted yet).
+async fn evict(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str) -> ApiResult<Response> {
+    let eviction = if request.body.is_empty() {
+        json!({})
+    } else {
+        body_json(request)?
+    };
+    let mut preconditions = Preconditions::none();
+    if let Some(uid) = eviction
+        .pointer("/deleteOptions/preconditions/uid")
+        .and_then(Value::as_str)
+    {
+        preconditions.uid = Some(uid.to_string());
+    }
+    if !request.dry_run() {
+        store
+            .delete(&request.key(name), &preconditions)
+            .await
+            .map_err(|err| ApiError::storage(err, &request.group_resource(), name))?;
+    }
+    Ok(json_response(StatusCode::CREATED, &success_status()))
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response {

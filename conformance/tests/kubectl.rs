@@ -544,19 +544,19 @@ async fn workloads(kubectl: &Kubectl, ns: &str) {
     let fixed = "--node-port=30080";
     kubectl
         .ok(&[
-            "create", "service", "nodeport", "fixed-a", "-n", ns, "--tcp=80", &fixed,
+            "create", "service", "nodeport", "fixed-a", "-n", ns, "--tcp=80", fixed,
         ])
         .await;
     let taken = kubectl
         .fails(&[
-            "create", "service", "nodeport", "fixed-b", "-n", ns, "--tcp=80", &fixed,
+            "create", "service", "nodeport", "fixed-b", "-n", ns, "--tcp=80", fixed,
         ])
         .await;
     assert!(taken.contains("provided port is already allocated"), "{taken}");
     kubectl.ok(&["delete", "svc", "fixed-a", "-n", ns]).await;
     kubectl
         .ok(&[
-            "create", "service", "nodeport", "fixed-b", "-n", ns, "--tcp=80", &fixed,
+            "create", "service", "nodeport", "fixed-b", "-n", ns, "--tcp=80", fixed,
         ])
         .await;
     kubectl.ok(&["delete", "svc", "fixed-b", "-n", ns]).await;
@@ -669,6 +669,35 @@ async fn workloads(kubectl: &Kubectl, ns: &str) {
             "--grace-period=30",
         ])
         .await;
+
+    // pods/binding assigns a node once; pods/eviction deletes.
+    kubectl
+        .ok(&["run", "bound", "-n", ns, "--image=busybox:1.36"])
+        .await;
+    let binding = r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"bound"},"target":{"kind":"Node","name":"node-1"}}"#;
+    let bind_path = format!("/api/v1/namespaces/{ns}/pods/bound/binding");
+    kubectl
+        .ok_with_input(&["create", "--raw", &bind_path, "-f", "-"], binding)
+        .await;
+    let node = kubectl
+        .ok(&["get", "pod", "bound", "-n", ns, "-o", "jsonpath={.spec.nodeName}"])
+        .await;
+    assert_eq!(node, "node-1");
+    let again = kubectl
+        .fails_with_input(&["create", "--raw", &bind_path, "-f", "-"], binding)
+        .await;
+    assert!(
+        again.contains(r#"pod bound is already assigned to node \"node-1\""#)
+            || again.contains(r#"pod bound is already assigned to node "node-1""#),
+        "{again}"
+    );
+    let eviction = r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"bound"}}"#;
+    let evict_path = format!("/api/v1/namespaces/{ns}/pods/bound/eviction");
+    kubectl
+        .ok_with_input(&["create", "--raw", &evict_path, "-f", "-"], eviction)
+        .await;
+    let evicted = kubectl.fails(&["get", "pod", "bound", "-n", ns]).await;
+    assert!(evicted.contains(r#"pods "bound" not found"#), "{evicted}");
 
     // wait --for=delete returns once the object is gone (kubectl 1.35 uses a watch-list).
     kubectl

@@ -370,7 +370,11 @@ async fn route(
                 .map(json)
                 .ok_or_else(ApiError::no_route)
         }
-        Endpoint::OpenApiV2 => Err(ApiError::no_route()),
+        // kubectl asks for the protobuf form first and copes with a 404; JSON is served.
+        Endpoint::OpenApiV2 if accept.contains("protobuf") && !accept.contains("json") => {
+            Err(ApiError::no_route())
+        }
+        Endpoint::OpenApiV2 => Ok(json(crate::openapi::v2_document(&state.registry))),
         Endpoint::Resource(target) => {
             ensure_cluster(state, &cluster).await?;
             let deleting_namespace = parts.method == axum::http::Method::DELETE

@@ -245,6 +245,61 @@ fn hash(document: &Value) -> String {
     format!("{:016X}", hasher.finish())
 }
 
+/// Rewrites a v3 fragment into Swagger 2.0 form: `#/definitions/` references and parameters
+/// with a plain `type`.
+fn to_v2(node: &Value) -> Value {
+    match node {
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("$ref", Value::String(reference)) => {
+                        out.insert(
+                            key.clone(),
+                            json!(reference.replace("#/components/schemas/", "#/definitions/")),
+                        );
+                    }
+                    ("schema", Value::Object(schema)) if map.contains_key("in") => {
+                        if let Some(kind) = schema.get("type") {
+                            out.insert("type".into(), kind.clone());
+                        }
+                        out.insert("uniqueItems".into(), json!(true));
+                    }
+                    _ => {
+                        out.insert(key.clone(), to_v2(value));
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(to_v2).collect()),
+        other => other.clone(),
+    }
+}
+
+/// `/openapi/v2` (Swagger 2.0, JSON): every path of every group-version and every schema.
+pub fn v2_document(registry: &Registry) -> Value {
+    let mut paths = serde_json::Map::new();
+    for (group, versions) in registry.groups() {
+        for version in versions {
+            for kind in registry.group_version(&group, &version) {
+                paths_of(kind, &mut paths);
+            }
+        }
+    }
+    let definitions: serde_json::Map<String, Value> = DEFINITIONS
+        .schemas
+        .iter()
+        .map(|(name, schema)| (name.clone(), to_v2(schema)))
+        .collect();
+    json!({
+        "swagger": "2.0",
+        "info": { "title": "Kubernetes", "version": "v1.35.0" },
+        "paths": to_v2(&Value::Object(paths)),
+        "definitions": definitions,
+    })
+}
+
 /// `/openapi/v3`: every group-version with its document's URL and hash.
 pub fn index(registry: &Registry, url_prefix: &str) -> Value {
     let mut paths = serde_json::Map::new();
@@ -285,6 +340,11 @@ mod tests {
                 .iter()
                 .any(|p| p["name"] == "fieldValidation")
         );
+        let v2 = v2_document(&registry);
+        assert_eq!(v2["swagger"], "2.0");
+        let containers =
+            &v2["definitions"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"]["items"]["$ref"];
+        assert_eq!(containers, "#/definitions/io.k8s.api.core.v1.Container");
         let schemas = &doc["components"]["schemas"];
         assert!(schemas["io.k8s.api.apps.v1.Deployment"]["x-kubernetes-group-version-kind"].is_array());
         assert!(schemas["io.k8s.api.core.v1.Container"]["properties"]["image"].is_object());

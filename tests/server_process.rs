@@ -124,6 +124,67 @@ except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode())
         "anonymous may read /version: {version}"
     );
 
+    // YAML bodies and responses, with a static token; an alias bomb is refused.
+    let http = |method: &str, path: &str, content_type: &str, accept: &str, body: &str| {
+        let script = "import ssl,sys,urllib.request,urllib.error\n\
+ctx=ssl.create_default_context(cafile=sys.argv[2])\n\
+req=urllib.request.Request(sys.argv[1],data=sys.argv[5].encode() or None,method=sys.argv[3],\n\
+  headers={'Authorization':'Bearer secret-token','Content-Type':sys.argv[4],'Accept':sys.argv[6]})\n\
+try:\n    r=urllib.request.urlopen(req,context=ctx); print(r.status); print(r.read().decode())\n\
+except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode())\n";
+        let output = Command::new("python3")
+            .args([
+                "-c",
+                script,
+                &format!("{url}{path}"),
+                &ca,
+                method,
+                content_type,
+                body,
+                accept,
+            ])
+            .output()
+            .expect("python3");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  greeting: hello\n";
+    let created = http(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/yaml",
+        "application/json",
+        yaml,
+    );
+    assert!(created.starts_with("201"), "{created}");
+    let read = http(
+        "GET",
+        "/api/v1/namespaces/default/configmaps/from-yaml",
+        "application/json",
+        "application/yaml",
+        "",
+    );
+    assert!(
+        read.starts_with("200") && read.contains("greeting: hello") && read.contains("kind: ConfigMap"),
+        "{read}"
+    );
+    let mut bomb = String::from("a: &a [\"lol\"]\n");
+    for level in 1..12 {
+        let previous = (b'a' + level - 1) as char;
+        let name = (b'a' + level) as char;
+        bomb.push_str(&format!("{name}: &{name} [*{previous},*{previous},*{previous},*{previous},*{previous},*{previous},*{previous},*{previous},*{previous}]\n"));
+    }
+    let refused = http(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/yaml",
+        "application/json",
+        &bomb,
+    );
+    assert!(
+        refused.starts_with("400") && refused.contains("error converting YAML to JSON"),
+        "{refused}"
+    );
+
     // A kubeconfig for a logical cluster.
     let addr = url.trim_start_matches("https://");
     let tenant = Command::new(env!("CARGO_BIN_EXE_coxswain"))

@@ -496,10 +496,20 @@ fn body_json(request: &ResourceRequest<'_>) -> ApiResult<Value> {
         return crate::protobuf::decode(&request.body)
             .map_err(|err| ApiError::bad_request(format!("failed to decode the protobuf body: {err}")));
     }
+    if media == "application/yaml" {
+        return decode_yaml(&request.body);
+    }
     if !matches!(media, "application/json" | "" | "*/*") && !media.ends_with("+json") {
         return Err(ApiError::unsupported_media_type(content_type));
     }
     decode_json(&request.body)
+}
+
+/// A YAML body (one document). The parser bounds nesting and alias expansion, so alias bombs and
+/// deep documents are errors, not memory or stack exhaustion.
+pub fn decode_yaml(body: &[u8]) -> ApiResult<Value> {
+    serde_yaml::from_slice(body)
+        .map_err(|err| ApiError::bad_request(format!("error converting YAML to JSON: {err}")))
 }
 
 /// Deep documents are refused before they can exhaust the stack (serde_json stops at 128 levels).
@@ -941,7 +951,11 @@ async fn patch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str
         .unwrap_or("")
         .trim()
         .to_string();
-    let patch = decode_json(&request.body)?;
+    let patch = if content_type == "application/apply-patch+yaml" {
+        decode_yaml(&request.body)?
+    } else {
+        decode_json(&request.body)?
+    };
     let apply = |document: &Value, document_kind: (&str, &str, &str)| -> ApiResult<Value> {
         let mut patched = document.clone();
         match content_type.as_str() {
@@ -988,11 +1002,14 @@ async fn patch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str
         && matches!(exists, Err(coxswain_storage::Error::NotFound { .. }))
         && subresource.is_none()
     {
+        // The apply body is YAML (JSON being YAML too).
+        let mut headers = request.headers.clone();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
         return create(
             store,
             &ResourceRequest {
                 body: request.body.clone(),
-                headers: &HeaderMap::new(),
+                headers: &headers,
                 ..*request
             },
         )

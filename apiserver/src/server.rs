@@ -291,12 +291,55 @@ async fn handle(
 ) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    let wants_yaml = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.trim_start().starts_with("application/yaml"));
+    let watching = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
     let response = match route(state, certificate, request).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     };
+    let response = if wants_yaml && !watching {
+        as_yaml(response).await
+    } else {
+        response
+    };
     debug!(%method, %path, status = response.status().as_u16(), "request");
     response
+}
+
+/// Re-encodes a JSON response as YAML (for `Accept: application/yaml`).
+async fn as_yaml(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError::internal("cannot read the response body").into_response();
+    };
+    let yaml = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|value| serde_yaml::to_string(&value).ok());
+    match yaml {
+        Some(text) => {
+            parts
+                .headers
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(text))
+        }
+        None => Response::from_parts(parts, Body::from(bytes)),
+    }
 }
 
 /// Paths anonymous users may read (upstream's `system:public-info-viewer`).

@@ -1042,6 +1042,22 @@ fn finalizers(object: &Value) -> Vec<String> {
 }
 
 /// DeleteOptions from the body (JSON; may be empty) and the query.
+/// `gracePeriodSeconds` from DeleteOptions in the body or the query.
+fn grace_period(request: &ResourceRequest<'_>) -> ApiResult<Option<i64>> {
+    if let Some(text) = request.param("gracePeriodSeconds") {
+        return text
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {text:?}")));
+    }
+    if request.body.is_empty() {
+        return Ok(None);
+    }
+    Ok(body_json_or_untyped(request)?
+        .get("gracePeriodSeconds")
+        .and_then(Value::as_i64))
+}
+
 fn delete_preconditions(request: &ResourceRequest<'_>) -> ApiResult<Preconditions> {
     if request.body.is_empty() {
         return Ok(Preconditions::none());
@@ -1093,6 +1109,29 @@ async fn delete(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &st
         && object.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid.as_str())
     {
         return Err(ApiError::conflict(&request.group_resource(), name));
+    }
+    // Graceful deletion (pods on a node): marked now, removed by the node agent or at grace 0.
+    if let Some(grace) = kind
+        .strategy
+        .graceful_delete_seconds(&object, grace_period(request)?)
+    {
+        let current = object
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64);
+        if request.dry_run() || current.is_some_and(|c| c <= grace) {
+            return Ok(json_response(StatusCode::OK, &object));
+        }
+        let mut terminating = object.clone();
+        let deadline = chrono::Utc::now() + chrono::Duration::seconds(grace);
+        terminating["metadata"]["deletionTimestamp"] =
+            json!(deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        terminating["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+        let bytes = Bytes::from(serde_json::to_vec(&terminating).unwrap_or_default());
+        let written = store
+            .update(&key, bytes, &Preconditions::revision(stored.revision))
+            .await
+            .map_err(|err| ApiError::storage(err, &request.group_resource(), name))?;
+        return Ok(bytes_response(StatusCode::OK, written.value));
     }
     let is_namespace = kind.group.is_empty() && kind.resource == "namespaces";
     if is_namespace || !finalizers(&object).is_empty() {

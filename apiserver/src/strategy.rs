@@ -49,6 +49,12 @@ pub trait Strategy: Send + Sync {
     fn validate_update(&self, object: &Value, _old: &Value) -> Vec<Cause> {
         self.validate(object)
     }
+
+    /// `Some(seconds)` when deleting `object` (with the client's requested grace period) only marks
+    /// it, for its owner to finish; `None` deletes it now.
+    fn graceful_delete_seconds(&self, _object: &Value, _requested: Option<i64>) -> Option<i64> {
+        None
+    }
 }
 
 /// No rules beyond metadata.
@@ -349,6 +355,28 @@ impl Strategy for Pod {
         if let Some(Value::Object(spec)) = object.get_mut("spec") {
             default_pod_spec(spec, "Always");
         }
+    }
+
+    /// A pod on a node is deleted gracefully (its kubelet stops it, then deletes it with grace 0);
+    /// one that never reached a node, or a grace period of 0, goes at once.
+    fn graceful_delete_seconds(&self, object: &Value, requested: Option<i64>) -> Option<i64> {
+        let on_node = object
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        let grace = requested
+            .or_else(|| {
+                object
+                    .pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
+            .unwrap_or(30)
+            .max(0);
+        let finished = matches!(
+            object.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        );
+        (on_node && grace > 0 && !finished).then_some(grace)
     }
 }
 

@@ -699,6 +699,48 @@ async fn workloads(kubectl: &Kubectl, ns: &str) {
     let evicted = kubectl.fails(&["get", "pod", "bound", "-n", ns]).await;
     assert!(evicted.contains(r#"pods "bound" not found"#), "{evicted}");
 
+    // A pod on a node is deleted gracefully: marked Terminating until grace 0 forces it.
+    kubectl
+        .ok(&["run", "graceful", "-n", ns, "--image=busybox:1.36"])
+        .await;
+    let bind_graceful = format!("/api/v1/namespaces/{ns}/pods/graceful/binding");
+    kubectl
+        .ok_with_input(
+            &["create", "--raw", &bind_graceful, "-f", "-"],
+            &binding.replace("\"bound\"", "\"graceful\""),
+        )
+        .await;
+    kubectl
+        .ok(&["delete", "pod", "graceful", "-n", ns, "--wait=false"])
+        .await;
+    let marked = kubectl
+        .ok(&[
+            "get",
+            "pod",
+            "graceful",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.metadata.deletionGracePeriodSeconds}",
+        ])
+        .await;
+    assert_eq!(marked, "30");
+    let listed = kubectl.ok(&["get", "pod", "graceful", "-n", ns]).await;
+    assert!(listed.contains("Terminating"), "{listed}");
+    kubectl
+        .ok(&[
+            "delete",
+            "pod",
+            "graceful",
+            "-n",
+            ns,
+            "--force",
+            "--grace-period=0",
+        ])
+        .await;
+    let gone = kubectl.fails(&["get", "pod", "graceful", "-n", ns]).await;
+    assert!(gone.contains(r#"pods "graceful" not found"#), "{gone}");
+
     // wait --for=delete returns once the object is gone (kubectl 1.35 uses a watch-list).
     kubectl
         .ok_with_input(&["create", "-n", ns, "-f", "-"], &config_map("doomed", ""))

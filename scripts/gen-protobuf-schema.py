@@ -32,7 +32,7 @@ def openapi_name(module: str, struct: str) -> str:
 
 def resolve(type_text: str, module: str) -> str:
     """A Rust type path relative to `module` -> OpenAPI definition name of the referenced message."""
-    path = re.sub(r'\s+', '', type_text)
+    path = re.sub(r'\s+', '', type_text).replace(",>", ">").rstrip(",")
     path = re.sub(r'^::core::option::Option<(.*)>$', r'\1', path)
     path = re.sub(r'^::prost::alloc::vec::Vec<(.*)>$', r'\1', path)
     m = re.match(r'^::prost::alloc::collections::BTreeMap<::prost::alloc::string::String,(.*)>$', path)
@@ -85,8 +85,8 @@ def main() -> None:
     for path in glob.glob(os.path.join(src, "**", "mod.rs"), recursive=True):
         module = os.path.relpath(os.path.dirname(path), src).replace(os.sep, "/")
         text = open(path).read()
-        for struct in re.finditer(r'pub struct ([A-Za-z0-9]+) \{(.*?)\n\}', text, re.S):
-            name, body = struct.group(1), struct.group(2)
+        for struct in re.finditer(r'pub struct ([A-Za-z0-9]+) \{(?:\}|(.*?)\n\})', text, re.S):
+            name, body = struct.group(1), struct.group(2) or ""
             full = openapi_name(module, name)
             props = defs.get(full, {}).get("properties", {})
             by_snake = {snake(p): p for p in props}
@@ -116,8 +116,7 @@ def main() -> None:
                     if entry["kind"] == "message":
                         entry["type"] = resolve(type_text, module)
                 fields.append(entry)
-            if fields:
-                types[full] = fields
+            types[full] = fields
     gvks = {}
     for name, definition in defs.items():
         for gvk in definition.get("x-kubernetes-group-version-kind", []):

@@ -296,6 +296,14 @@ async fn handle(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.trim_start().starts_with("application/yaml"));
+    let wants_protobuf = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| {
+            let first = accept.split(',').next().unwrap_or("");
+            first.split(';').next().unwrap_or("").trim() == crate::protobuf::MEDIA_TYPE
+        });
     let watching = request
         .uri()
         .query()
@@ -306,11 +314,44 @@ async fn handle(
     };
     let response = if wants_yaml && !watching {
         as_yaml(response).await
+    } else if wants_protobuf && !watching && response.status().is_success() {
+        as_protobuf(response).await
     } else {
         response
     };
     debug!(%method, %path, status = response.status().as_u16(), "request");
     response
+}
+
+/// Re-encodes a JSON response as Kubernetes protobuf when the schema table can express it; JSON
+/// otherwise (protobuf clients all accept JSON too).
+async fn as_protobuf(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t == "application/json");
+    if !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError::internal("cannot read the response body").into_response();
+    };
+    let encoded = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|value| crate::protobuf::encode(&value).ok());
+    match encoded {
+        Some(protobuf) => {
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::protobuf::MEDIA_TYPE),
+            );
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(protobuf))
+        }
+        None => Response::from_parts(parts, Body::from(bytes)),
+    }
 }
 
 /// Re-encodes a JSON response as YAML (for `Accept: application/yaml`).

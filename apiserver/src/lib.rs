@@ -3,6 +3,7 @@
 
 pub mod allocator;
 pub mod auth;
+pub mod conversion;
 pub mod discovery;
 pub mod error;
 pub mod fields;

@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::allocator::{ServiceAllocator, ServiceNetwork, WriteHooks};
+use crate::conversion::{Conversion, EventsV1};
 use crate::strategy::{self, Strategy};
 use crate::table::Column;
 
@@ -101,6 +102,8 @@ pub struct ResourceKind {
     pub strategy: Arc<dyn Strategy>,
     /// Things held outside the object (ClusterIPs, NodePorts), if any.
     pub hooks: Option<Arc<dyn WriteHooks>>,
+    /// Another resource's storage this one is served from, with the conversion between them.
+    pub stored_as: Option<(&'static str, Arc<dyn Conversion>)>,
 }
 
 impl fmt::Debug for ResourceKind {
@@ -129,6 +132,9 @@ impl ResourceKind {
 
     /// The resource's name in storage keys: one per group and resource, shared by its versions.
     pub fn storage_resource(&self) -> String {
+        if let Some((resource, _)) = &self.stored_as {
+            return (*resource).to_string();
+        }
         format!(
             "{}/{}",
             if self.group.is_empty() { "core" } else { self.group },
@@ -258,6 +264,7 @@ fn kind(
         columns: crate::table::columns_for(group, resource),
         strategy: strategy::for_resource(group, resource),
         hooks: None,
+        stored_as: None,
     }
 }
 
@@ -642,6 +649,9 @@ pub fn builtin_with(network: ServiceNetwork) -> Registry {
     for mut kind in core {
         if kind.resource == "namespaces" {
             kind.verbs = NO_COLLECTION_DELETE;
+        }
+        if kind.group == "events.k8s.io" {
+            kind.stored_as = Some(("core/events", Arc::new(EventsV1)));
         }
         if kind.group.is_empty() && kind.resource == "services" {
             kind.hooks = Some(ServiceAllocator::new(network));

@@ -189,8 +189,29 @@ fn parse(stored: &StoredObject) -> ApiResult<Value> {
     stored.json().map_err(|err| ApiError::internal(err.to_string()))
 }
 
+/// The bytes to store for an object in its served form.
+fn storage_bytes(kind: &ResourceKind, object: &Value) -> Bytes {
+    let stored = match &kind.stored_as {
+        Some((_, conversion)) => conversion.to_storage(object.clone()),
+        None => object.clone(),
+    };
+    Bytes::from(serde_json::to_vec(&stored).unwrap_or_default())
+}
+
+/// A written object's response: the stored bytes as they are, unless the resource is served in
+/// another form.
+fn written_response(kind: &ResourceKind, status: StatusCode, stored: &StoredObject) -> ApiResult<Response> {
+    if kind.stored_as.is_none() {
+        return Ok(bytes_response(status, stored.value.clone()));
+    }
+    Ok(json_response(status, &presented(kind, parse(stored)?)))
+}
+
 /// The stored object as the request's version presents it (versions of one resource share storage).
 fn presented(kind: &ResourceKind, mut object: Value) -> Value {
+    if let Some((_, conversion)) = &kind.stored_as {
+        object = conversion.from_storage(object);
+    }
     if object.get("apiVersion").and_then(Value::as_str) != Some(kind.api_version().as_str()) {
         object["apiVersion"] = json!(kind.api_version());
     }
@@ -690,7 +711,7 @@ async fn create(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiRes
         }
         None => Vec::new(),
     };
-    let bytes = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
+    let bytes = storage_bytes(kind, &object);
     let stored = match store.create(&request.key(&name), bytes).await {
         Ok(stored) => stored,
         Err(err) => {
@@ -699,7 +720,7 @@ async fn create(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiRes
         }
     };
     Ok(with_warnings(
-        bytes_response(StatusCode::CREATED, stored.value),
+        written_response(kind, StatusCode::CREATED, &stored)?,
         &warnings,
     ))
 }
@@ -834,7 +855,7 @@ async fn write_update(
             let shown = if request.dry_run() { &new } else { &old };
             return Ok(with_warnings(json_response(StatusCode::OK, shown), &warnings));
         }
-        let bytes = Bytes::from(serde_json::to_vec(&new).unwrap_or_default());
+        let bytes = storage_bytes(kind, &new);
         let outcome = store
             .update(&key, bytes, &Preconditions::revision(stored.revision))
             .await;
@@ -852,7 +873,7 @@ async fn write_update(
                         .await;
                 }
                 return Ok(with_warnings(
-                    bytes_response(StatusCode::OK, written.value),
+                    written_response(kind, StatusCode::OK, &written)?,
                     &warnings,
                 ));
             }
@@ -1126,12 +1147,12 @@ async fn delete(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &st
         terminating["metadata"]["deletionTimestamp"] =
             json!(deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         terminating["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-        let bytes = Bytes::from(serde_json::to_vec(&terminating).unwrap_or_default());
+        let bytes = storage_bytes(kind, &terminating);
         let written = store
             .update(&key, bytes, &Preconditions::revision(stored.revision))
             .await
             .map_err(|err| ApiError::storage(err, &request.group_resource(), name))?;
-        return Ok(bytes_response(StatusCode::OK, written.value));
+        return written_response(kind, StatusCode::OK, &written);
     }
     let is_namespace = kind.group.is_empty() && kind.resource == "namespaces";
     if is_namespace || !finalizers(&object).is_empty() {
@@ -1146,12 +1167,12 @@ async fn delete(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &st
             if is_namespace {
                 terminating["status"]["phase"] = json!("Terminating");
             }
-            let bytes = Bytes::from(serde_json::to_vec(&terminating).unwrap_or_default());
+            let bytes = storage_bytes(kind, &terminating);
             let written = store
                 .update(&key, bytes, &Preconditions::revision(stored.revision))
                 .await
                 .map_err(|err| ApiError::storage(err, &request.group_resource(), name))?;
-            terminating = parse(&written)?;
+            terminating = presented(kind, parse(&written)?);
         }
         return Ok(json_response(StatusCode::OK, &terminating));
     }

@@ -767,6 +767,36 @@ async fn workloads(kubectl: &Kubectl, ns: &str) {
         .await;
     waiter.await.expect("wait task");
 
+    // events.k8s.io/v1 and core v1 Events are one resource seen two ways.
+    let event = "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata:\n  name: pulled\nregarding: {kind: Pod, name: sleeper}\nnote: pulled the image\nreason: Pulled\ntype: Normal\nreportingController: kubelet\nreportingInstance: node-1\neventTime: \"2026-01-01T00:00:00.000000Z\"\naction: Pull\n";
+    kubectl
+        .ok_with_input(&["create", "-n", ns, "-f", "-"], event)
+        .await;
+    let core = kubectl
+        .ok(&[
+            "get",
+            "events.v1.",
+            "pulled",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.apiVersion} {.message} {.involvedObject.name}",
+        ])
+        .await;
+    assert_eq!(core, "v1 pulled the image sleeper");
+    let modern = kubectl
+        .ok(&[
+            "get",
+            "events.v1.events.k8s.io",
+            "pulled",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.note} {.regarding.name}",
+        ])
+        .await;
+    assert_eq!(modern, "pulled the image sleeper");
+
     // Server-side dry run writes nothing.
     kubectl
         .ok_with_input(

@@ -1,0 +1,94 @@
+//! Resources served in one form and stored in another: `events.k8s.io/v1` Events share the
+//! storage of core `v1` Events, as upstream's do, so an event written through either API is read
+//! through both. Pure JSON field renames.
+
+use serde_json::{Map, Value};
+
+/// Converts between a served form and the stored form of a resource.
+pub trait Conversion: Send + Sync {
+    fn to_storage(&self, object: Value) -> Value;
+    fn from_storage(&self, object: Value) -> Value;
+}
+
+/// (events.k8s.io/v1 field, core/v1 field).
+const EVENT_FIELDS: &[(&str, &str)] = &[
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("reportingController", "reportingComponent"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+];
+
+fn rename(
+    object: Value,
+    pairs: impl Iterator<Item = (&'static str, &'static str)>,
+    api_version: &str,
+    kind: &str,
+) -> Value {
+    let Value::Object(mut map) = object else {
+        return object;
+    };
+    for (from, to) in pairs {
+        if let Some(value) = map.remove(from) {
+            map.insert(to.to_string(), value);
+        }
+    }
+    map.insert("apiVersion".into(), Value::String(api_version.into()));
+    map.insert("kind".into(), Value::String(kind.into()));
+    Value::Object(map)
+}
+
+/// events.k8s.io/v1 Events over core/v1 Event storage.
+#[derive(Debug, Clone, Copy)]
+pub struct EventsV1;
+
+impl Conversion for EventsV1 {
+    fn to_storage(&self, object: Value) -> Value {
+        rename(object, EVENT_FIELDS.iter().copied(), "v1", "Event")
+    }
+
+    fn from_storage(&self, object: Value) -> Value {
+        let mut converted = rename(
+            object,
+            EVENT_FIELDS.iter().map(|(a, b)| (*b, *a)),
+            "events.k8s.io/v1",
+            "Event",
+        );
+        // Core-only fields have no place in events.k8s.io/v1.
+        if let Some(map) = converted.as_object_mut() {
+            let known: Map<String, Value> = std::mem::take(map)
+                .into_iter()
+                .filter(|(key, _)| {
+                    !matches!(key.as_str(), "reportingComponent" | "involvedObject" | "message")
+                })
+                .collect();
+            *map = known;
+        }
+        converted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_round_trip_between_the_two_apis() {
+        let new_style = json!({
+            "apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": "e1", "namespace": "default"},
+            "regarding": {"kind": "Pod", "name": "p"}, "note": "pulled", "reason": "Pulled",
+            "type": "Normal", "reportingController": "kubelet", "reportingInstance": "n1",
+            "eventTime": "2026-01-01T00:00:00.000000Z", "action": "Pull"
+        });
+        let stored = EventsV1.to_storage(new_style.clone());
+        assert_eq!(stored["apiVersion"], "v1");
+        assert_eq!(stored["involvedObject"]["name"], "p");
+        assert_eq!(stored["message"], "pulled");
+        assert_eq!(stored["reportingComponent"], "kubelet");
+        assert_eq!(EventsV1.from_storage(stored), new_style);
+    }
+}

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 /// Converts between a served form and the stored form of a resource.
 pub trait Conversion: Send + Sync {
     fn to_storage(&self, object: Value) -> Value;
-    fn from_storage(&self, object: Value) -> Value;
+    fn to_served(&self, object: Value) -> Value;
 }
 
 /// (events.k8s.io/v1 field, core/v1 field).
@@ -49,7 +49,7 @@ impl Conversion for EventsV1 {
         rename(object, EVENT_FIELDS.iter().copied(), "v1", "Event")
     }
 
-    fn from_storage(&self, object: Value) -> Value {
+    fn to_served(&self, object: Value) -> Value {
         let mut converted = rename(
             object,
             EVENT_FIELDS.iter().map(|(a, b)| (*b, *a)),
@@ -89,6 +89,6 @@ mod tests {
         assert_eq!(stored["involvedObject"]["name"], "p");
         assert_eq!(stored["message"], "pulled");
         assert_eq!(stored["reportingComponent"], "kubelet");
-        assert_eq!(EventsV1.from_storage(stored), new_style);
+        assert_eq!(EventsV1.to_served(stored), new_style);
     }
 }

@@ -210,7 +210,7 @@ fn written_response(kind: &ResourceKind, status: StatusCode, stored: &StoredObje
 /// The stored object as the request's version presents it (versions of one resource share storage).
 fn presented(kind: &ResourceKind, mut object: Value) -> Value {
     if let Some((_, conversion)) = &kind.stored_as {
-        object = conversion.from_storage(object);
+        object = conversion.to_served(object);
     }
     if object.get("apiVersion").and_then(Value::as_str) != Some(kind.api_version().as_str()) {
         object["apiVersion"] = json!(kind.api_version());

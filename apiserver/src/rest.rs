@@ -91,7 +91,7 @@ pub async fn serve(store: &Arc<dyn Store>, request: ResourceRequest<'_>) -> ApiR
         (Method::GET, Some(name), None | Some("status")) => get(store, &request, name).await,
         (Method::GET, Some(name), Some("scale")) => {
             let stored = get_object(store, &request, name).await?;
-            Ok(json_response(StatusCode::OK, &scale_of(request.kind(), &stored)?))
+            Ok(json_response(StatusCode::OK, &scale_of(&stored)?))
         }
         (Method::POST, None, None) => create(store, &request).await,
         (Method::POST, Some(name), Some("binding")) => bind(store, &request, name).await,
@@ -900,7 +900,7 @@ async fn update(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &st
             merge_update(&kind, None, old, new)
         })
         .await?;
-        return scale_response(&kind, response).await;
+        return scale_response(response).await;
     }
     write_update(store, request, name, |old| {
         merge_update(&kind, subresource.as_deref(), old, incoming.clone())
@@ -916,17 +916,17 @@ fn body_json_or_untyped(request: &ResourceRequest<'_>) -> ApiResult<Value> {
     body_json(request)
 }
 
-async fn scale_response(kind: &ResourceKind, response: Response) -> ApiResult<Response> {
+async fn scale_response(response: Response) -> ApiResult<Response> {
     let status = response.status();
     let body = axum::body::to_bytes(response.into_body(), MAX_BODY_BYTES * 4)
         .await
         .map_err(|err| ApiError::internal(err.to_string()))?;
     let object = decode_json(&body)?;
-    Ok(json_response(status, &scale_of(kind, &object)?))
+    Ok(json_response(status, &scale_of(&object)?))
 }
 
 /// The autoscaling/v1 Scale of a scalable object.
-fn scale_of(kind: &ResourceKind, object: &Value) -> ApiResult<Value> {
+fn scale_of(object: &Value) -> ApiResult<Value> {
     let metadata = object.get("metadata").cloned().unwrap_or(json!({}));
     let selector = object
         .pointer("/spec/selector/matchLabels")
@@ -940,7 +940,6 @@ fn scale_of(kind: &ResourceKind, object: &Value) -> ApiResult<Value> {
                 .join(",")
         })
         .unwrap_or_default();
-    let _ = kind;
     Ok(json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -1010,13 +1009,13 @@ async fn patch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str
     };
     if subresource.as_deref() == Some("scale") {
         let response = write_update(store, request, name, |old| {
-            let scale = apply(&scale_of(&kind, old)?, ("autoscaling", "v1", "Scale"))?;
+            let scale = apply(&scale_of(old)?, ("autoscaling", "v1", "Scale"))?;
             let mut new = old.clone();
             new["spec"]["replicas"] = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
             merge_update(&kind, None, old, new)
         })
         .await?;
-        return scale_response(&kind, response).await;
+        return scale_response(response).await;
     }
     let exists = store.get(&request.key(name)).await;
     if content_type == "application/apply-patch+yaml"

@@ -470,11 +470,8 @@ async fn watch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiResu
     });
     let stream = futures::stream::iter(prelude.into_iter().map(Ok)).chain(live);
     let body = match timeout {
-        Some(limit) => Body::from_stream(
-            tokio_stream::StreamExt::timeout(stream, limit)
-                .take_while(|item| std::future::ready(item.is_ok()))
-                .filter_map(|item| std::future::ready(item.ok())),
-        ),
+        // timeoutSeconds bounds the whole watch, however busy it is.
+        Some(limit) => Body::from_stream(stream.take_until(tokio::time::sleep(limit))),
         None => Body::from_stream(stream),
     };
     Ok(watch_response(body))

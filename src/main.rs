@@ -144,6 +144,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cluster,
             listen,
         } => {
+            if !data_dir.join("pki/ca.crt").exists() {
+                anyhow::bail!(
+                    "no certificates under {}; start `coxswain server --data-dir {}` first",
+                    data_dir.join("pki").display(),
+                    data_dir.display()
+                );
+            }
             let pki =
                 coxswain_apiserver::pki::ensure(&data_dir, listen).context("cannot read the certificates")?;
             let host = if listen.ip().is_unspecified() {

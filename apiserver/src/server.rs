@@ -554,28 +554,12 @@ async fn clean_namespace(
     cluster: &str,
     namespace: &str,
 ) -> Result<(), coxswain_storage::Error> {
-    for (resource, namespaced) in state.registry.storage_resources() {
-        if !namespaced {
-            continue;
-        }
-        let request = ListRequest::new(Scope::new(
-            ClusterScope::one(cluster),
-            resource.clone(),
-            Some(namespace.to_string()),
-        ));
-        let page = state.store.list(&request).await?;
-        let hooks = state.registry.hooks_for(&resource);
-        for object in page.items {
-            match state.store.delete(&object.key, &Preconditions::none()).await {
-                Ok(deleted) => {
-                    if let (Some(hooks), Ok(value)) = (&hooks, deleted.json()) {
-                        crate::allocator::release(state.store.as_ref(), &hooks.held(cluster, &value)).await;
-                    }
-                }
-                Err(coxswain_storage::Error::NotFound { .. }) => {}
-                Err(err) => return Err(err),
-            }
-        }
+    // Level-triggered: each pass looks at what is there now, and comes back later while objects
+    // held by finalizers remain.
+    let mut requeue = Duration::from_millis(200);
+    while clean_pass(state, cluster, namespace).await? > 0 {
+        tokio::time::sleep(requeue).await;
+        requeue = (requeue * 2).min(Duration::from_secs(5));
     }
     let key = ObjectKey::new(cluster, "core/namespaces", "", namespace);
     match state.store.delete(&key, &Preconditions::none()).await {
@@ -589,6 +573,66 @@ async fn clean_namespace(
     }
     info!(%cluster, %namespace, "namespace deleted");
     Ok(())
+}
+
+/// One pass over a terminating namespace: deletes what can go, marks what finalizers hold (with a
+/// deletionTimestamp); returns how many objects remain.
+async fn clean_pass(
+    state: &AppState,
+    cluster: &str,
+    namespace: &str,
+) -> Result<usize, coxswain_storage::Error> {
+    let mut remaining = 0;
+    for (resource, namespaced) in state.registry.storage_resources() {
+        if !namespaced {
+            continue;
+        }
+        let request = ListRequest::new(Scope::new(
+            ClusterScope::one(cluster),
+            resource.clone(),
+            Some(namespace.to_string()),
+        ));
+        let page = state.store.list(&request).await?;
+        let hooks = state.registry.hooks_for(&resource);
+        for object in page.items {
+            let mut value = object.json()?;
+            let held = value
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+            if held {
+                remaining += 1;
+                if value.pointer("/metadata/deletionTimestamp").is_none() {
+                    value["metadata"]["deletionTimestamp"] = json!(crate::object::now());
+                    value["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                    let bytes = bytes::Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+                    match state
+                        .store
+                        .update(&object.key, bytes, &Preconditions::revision(object.revision))
+                        .await
+                    {
+                        Ok(_)
+                        | Err(
+                            coxswain_storage::Error::Conflict { .. }
+                            | coxswain_storage::Error::NotFound { .. },
+                        ) => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+                continue;
+            }
+            match state.store.delete(&object.key, &Preconditions::none()).await {
+                Ok(deleted) => {
+                    if let (Some(hooks), Ok(value)) = (&hooks, deleted.json()) {
+                        crate::allocator::release(state.store.as_ref(), &hooks.held(cluster, &value)).await;
+                    }
+                }
+                Err(coxswain_storage::Error::NotFound { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    Ok(remaining)
 }
 
 /// Finishes the cleanup of namespaces that were terminating when the server stopped.

@@ -947,6 +947,48 @@ async fn errors(kubectl: &Kubectl, ns: &str) {
         missing_ns.contains(r#"namespaces "nowhere" not found"#),
         "{missing_ns}"
     );
+    // A namespace whose content is held by a finalizer stays Terminating and takes no new content.
+    let held = format!("{ns}-held");
+    kubectl.ok(&["create", "namespace", &held]).await;
+    let holder = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"holder","finalizers":["example.com/hold"]}}"#;
+    kubectl
+        .ok_with_input(&["create", "-n", &held, "-f", "-"], holder)
+        .await;
+    kubectl.ok(&["delete", "namespace", &held, "--wait=false"]).await;
+    let phase = kubectl
+        .ok(&["get", "namespace", &held, "-o", "jsonpath={.status.phase}"])
+        .await;
+    assert_eq!(phase, "Terminating");
+    let refused = kubectl
+        .fails_with_input(&["create", "-n", &held, "-f", "-"], &config_map("late", ""))
+        .await;
+    assert!(
+        refused.contains(&format!(
+            r#"configmaps "late" is forbidden: unable to create new content in namespace {held} because it is being terminated"#
+        )),
+        "{refused}"
+    );
+    kubectl
+        .ok(&[
+            "patch",
+            "cm",
+            "holder",
+            "-n",
+            &held,
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ])
+        .await;
+    kubectl
+        .ok(&[
+            "wait",
+            "--for=delete",
+            &format!("namespace/{held}"),
+            "--timeout=60s",
+        ])
+        .await;
+
     let unknown = kubectl.fails(&["get", "widgets"]).await;
     assert!(
         unknown.contains(r#"the server doesn't have a resource type "widgets""#),

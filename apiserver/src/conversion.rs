@@ -70,6 +70,69 @@ impl Conversion for EventsV1 {
     }
 }
 
+/// autoscaling/v1 HorizontalPodAutoscalers over the autoscaling/v2 stored form: the v1 CPU
+/// utilisation target is the v2 `Resource` metric for `cpu`; other v2 metrics are not visible in v1.
+#[derive(Debug, Clone, Copy)]
+pub struct HorizontalPodAutoscalerV1;
+
+fn cpu_metric(list: Option<&Value>, part: &str, field: &str) -> Option<Value> {
+    list?.as_array()?.iter().find_map(|metric| {
+        let resource = metric.get("resource")?;
+        (metric.get("type")?.as_str()? == "Resource" && resource.get("name")?.as_str()? == "cpu")
+            .then(|| resource.get(part)?.get(field).cloned())
+            .flatten()
+    })
+}
+
+impl Conversion for HorizontalPodAutoscalerV1 {
+    fn to_storage(&self, object: Value) -> Value {
+        let Value::Object(mut map) = object else {
+            return object;
+        };
+        map.insert("apiVersion".into(), Value::String("autoscaling/v2".into()));
+        if let Some(Value::Object(spec)) = map.get_mut("spec")
+            && let Some(target) = spec.remove("targetCPUUtilizationPercentage")
+        {
+            spec.insert(
+                "metrics".into(),
+                serde_json::json!([{ "type": "Resource", "resource": { "name": "cpu", "target": { "type": "Utilization", "averageUtilization": target } } }]),
+            );
+        }
+        if let Some(Value::Object(status)) = map.get_mut("status") {
+            if let Some(current) = status.remove("currentCPUUtilizationPercentage") {
+                status.insert(
+                    "currentMetrics".into(),
+                    serde_json::json!([{ "type": "Resource", "resource": { "name": "cpu", "current": { "averageUtilization": current } } }]),
+                );
+            }
+            status.entry("desiredReplicas").or_insert(Value::from(0));
+        }
+        Value::Object(map)
+    }
+
+    fn to_served(&self, object: Value) -> Value {
+        let Value::Object(mut map) = object else {
+            return object;
+        };
+        map.insert("apiVersion".into(), Value::String("autoscaling/v1".into()));
+        if let Some(Value::Object(spec)) = map.get_mut("spec") {
+            let metrics = spec.remove("metrics");
+            spec.remove("behavior");
+            if let Some(target) = cpu_metric(metrics.as_ref(), "target", "averageUtilization") {
+                spec.insert("targetCPUUtilizationPercentage".into(), target);
+            }
+        }
+        if let Some(Value::Object(status)) = map.get_mut("status") {
+            let metrics = status.remove("currentMetrics");
+            status.remove("conditions");
+            if let Some(current) = cpu_metric(metrics.as_ref(), "current", "averageUtilization") {
+                status.insert("currentCPUUtilizationPercentage".into(), current);
+            }
+        }
+        Value::Object(map)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +153,22 @@ mod tests {
         assert_eq!(stored["message"], "pulled");
         assert_eq!(stored["reportingComponent"], "kubelet");
         assert_eq!(EventsV1.to_served(stored), new_style);
+    }
+
+    #[test]
+    fn hpa_v1_cpu_target_is_the_v2_cpu_metric() {
+        let v1 = json!({
+            "apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web", "apiVersion": "apps/v1"},
+                     "minReplicas": 1, "maxReplicas": 5, "targetCPUUtilizationPercentage": 80}
+        });
+        let stored = HorizontalPodAutoscalerV1.to_storage(v1.clone());
+        assert_eq!(stored["apiVersion"], "autoscaling/v2");
+        assert_eq!(
+            stored["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            80
+        );
+        assert_eq!(HorizontalPodAutoscalerV1.to_served(stored), v1);
     }
 }

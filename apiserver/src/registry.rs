@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::allocator::{ServiceAllocator, ServiceNetwork, WriteHooks};
-use crate::conversion::{Conversion, EventsV1};
+use crate::conversion::{Conversion, EventsV1, HorizontalPodAutoscalerV1};
 use crate::strategy::{self, Strategy};
 use crate::table::Column;
 
@@ -652,6 +652,12 @@ pub fn builtin_with(network: ServiceNetwork) -> Registry {
         }
         if kind.group == "events.k8s.io" {
             kind.stored_as = Some(("core/events", Arc::new(EventsV1)));
+        }
+        if kind.group == "autoscaling" && kind.version == "v1" {
+            kind.stored_as = Some((
+                "autoscaling/horizontalpodautoscalers",
+                Arc::new(HorizontalPodAutoscalerV1),
+            ));
         }
         if kind.group.is_empty() && kind.resource == "services" {
             kind.hooks = Some(ServiceAllocator::new(network));

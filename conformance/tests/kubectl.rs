@@ -797,6 +797,57 @@ async fn workloads(kubectl: &Kubectl, ns: &str) {
         .await;
     assert_eq!(modern, "pulled the image sleeper");
 
+    // autoscaling/v1 and v2 are one resource: v1's CPU target is v2's cpu metric.
+    let hpa = r#"{"apiVersion":"autoscaling/v1","kind":"HorizontalPodAutoscaler","metadata":{"name":"web"},"spec":{"scaleTargetRef":{"apiVersion":"apps/v1","kind":"Deployment","name":"web"},"minReplicas":1,"maxReplicas":4,"targetCPUUtilizationPercentage":70}}"#;
+    kubectl.ok_with_input(&["create", "-n", ns, "-f", "-"], hpa).await;
+    let v2 = kubectl
+        .ok(&[
+            "get",
+            "horizontalpodautoscalers.v2.autoscaling",
+            "web",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.metrics[0].resource.target.averageUtilization}",
+        ])
+        .await;
+    assert_eq!(v2, "70");
+    let v1 = kubectl
+        .ok(&[
+            "get",
+            "horizontalpodautoscalers.v1.autoscaling",
+            "web",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.apiVersion} {.spec.targetCPUUtilizationPercentage}",
+        ])
+        .await;
+    assert_eq!(v1, "autoscaling/v1 70");
+    kubectl
+        .ok(&[
+            "autoscale",
+            "deployment",
+            "imperative",
+            "-n",
+            ns,
+            "--max=3",
+            "--cpu-percent=60",
+        ])
+        .await;
+    let autoscaled = kubectl
+        .ok(&[
+            "get",
+            "horizontalpodautoscalers.v1.autoscaling",
+            "imperative",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.maxReplicas} {.spec.targetCPUUtilizationPercentage}",
+        ])
+        .await;
+    assert_eq!(autoscaled, "3 60");
+
     // Server-side dry run writes nothing.
     kubectl
         .ok_with_input(

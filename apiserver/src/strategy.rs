@@ -380,6 +380,29 @@ impl Strategy for Pod {
     }
 }
 
+/// PersistentVolumes and PersistentVolumeClaims: upstream's defaults.
+#[derive(Debug, Clone, Copy)]
+struct Volume {
+    claim: bool,
+}
+impl Strategy for Volume {
+    fn prepare_for_create(&self, object: &mut Value) {
+        let spec = ensure_object(object, "spec");
+        default(spec, "volumeMode", json!("Filesystem"));
+        if !self.claim {
+            default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+        }
+        default(ensure_object(object, "status"), "phase", json!("Pending"));
+    }
+
+    fn prepare_for_update(&self, object: &mut Value, old: &Value) {
+        if let Some(status) = old.get("status") {
+            object["status"] = status.clone();
+        }
+        self.prepare_for_create(object);
+    }
+}
+
 /// Upstream's pod spec defaults.
 fn default_pod_spec(spec: &mut Map<String, Value>, restart_policy: &str) {
     default(spec, "restartPolicy", json!(restart_policy));
@@ -457,6 +480,8 @@ pub fn for_resource(group: &str, resource: &str) -> Arc<dyn Strategy> {
         ("", "secrets") => Arc::new(Secret),
         ("", "services") => Arc::new(Service),
         ("", "pods") => Arc::new(Pod),
+        ("", "persistentvolumes") => Arc::new(Volume { claim: false }),
+        ("", "persistentvolumeclaims") => Arc::new(Volume { claim: true }),
         ("", "replicationcontrollers") => Arc::new(Workload {
             resource: "replicationcontrollers",
         }),

@@ -603,6 +603,307 @@ const INGRESSES: &[Column] = &[
     AGE,
 ];
 
+fn access_modes(object: &Value, pointer: &str) -> Value {
+    let modes: Vec<&str> = object
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(|mode| match mode {
+                    "ReadWriteOnce" => "RWO",
+                    "ReadOnlyMany" => "ROX",
+                    "ReadWriteMany" => "RWX",
+                    "ReadWriteOncePod" => "RWOP",
+                    other => other,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!(modes.join(","))
+}
+
+fn int_or_string_or_na(object: &Value, pointer: &str) -> Value {
+    match object.pointer(pointer) {
+        Some(Value::Number(n)) => json!(n.to_string()),
+        Some(Value::String(s)) => json!(s),
+        _ => json!("N/A"),
+    }
+}
+
+fn created_at(object: &Value) -> Value {
+    object
+        .pointer("/metadata/creationTimestamp")
+        .cloned()
+        .unwrap_or(json!(""))
+}
+
+fn hpa_targets(object: &Value) -> Value {
+    let current = object
+        .pointer("/status/currentMetrics/0/resource/current/averageUtilization")
+        .and_then(Value::as_i64)
+        .map_or("<unknown>".to_string(), |v| format!("{v}%"));
+    if let Some(target) = object
+        .pointer("/spec/targetCPUUtilizationPercentage")
+        .and_then(Value::as_i64)
+    {
+        let current = object
+            .pointer("/status/currentCPUUtilizationPercentage")
+            .and_then(Value::as_i64)
+            .map_or("<unknown>".to_string(), |v| format!("{v}%"));
+        return json!(format!("cpu: {current}/{target}%"));
+    }
+    match object.pointer("/spec/metrics/0") {
+        Some(metric) => {
+            let name = metric
+                .pointer("/resource/name")
+                .and_then(Value::as_str)
+                .unwrap_or("cpu");
+            match metric
+                .pointer("/resource/target/averageUtilization")
+                .and_then(Value::as_i64)
+            {
+                Some(target) => json!(format!("{name}: {current}/{target}%")),
+                None => json!(format!("{name}: {current}")),
+            }
+        }
+        None => json!("<none>"),
+    }
+}
+
+fn event_object(object: &Value) -> Value {
+    json!(format!(
+        "{}/{}",
+        text(object, "/involvedObject/kind")
+            .as_str()
+            .unwrap_or("")
+            .to_lowercase(),
+        text(object, "/involvedObject/name").as_str().unwrap_or("")
+    ))
+}
+
+fn event_last_seen(object: &Value) -> Value {
+    let seen = object
+        .pointer("/lastTimestamp")
+        .or_else(|| object.pointer("/eventTime"))
+        .and_then(Value::as_str)
+        .or_else(|| {
+            object
+                .pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)
+        });
+    json!(age(seen))
+}
+
+const HORIZONTALPODAUTOSCALERS: &[Column] = &[
+    NAME,
+    column("Reference", "string", 0, |o| {
+        json!(format!(
+            "{}/{}",
+            text(o, "/spec/scaleTargetRef/kind").as_str().unwrap_or(""),
+            text(o, "/spec/scaleTargetRef/name").as_str().unwrap_or("")
+        ))
+    }),
+    column("Targets", "string", 0, hpa_targets),
+    column("MinPods", "string", 0, |o| {
+        json!(
+            o.pointer("/spec/minReplicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+                .to_string()
+        )
+    }),
+    column("MaxPods", "string", 0, |o| {
+        json!(int(o, "/spec/maxReplicas").to_string())
+    }),
+    column("Replicas", "string", 0, |o| {
+        json!(int(o, "/status/currentReplicas").to_string())
+    }),
+    AGE,
+];
+const PODDISRUPTIONBUDGETS: &[Column] = &[
+    NAME,
+    column("Min Available", "string", 0, |o| {
+        int_or_string_or_na(o, "/spec/minAvailable")
+    }),
+    column("Max Unavailable", "string", 0, |o| {
+        int_or_string_or_na(o, "/spec/maxUnavailable")
+    }),
+    column("Allowed Disruptions", "integer", 0, |o| {
+        int_text(o, "/status/disruptionsAllowed")
+    }),
+    AGE,
+];
+const PERSISTENTVOLUMES: &[Column] = &[
+    NAME,
+    column("Capacity", "string", 0, |o| text(o, "/spec/capacity/storage")),
+    column("Access Modes", "string", 0, |o| {
+        access_modes(o, "/spec/accessModes")
+    }),
+    column("Reclaim Policy", "string", 0, |o| {
+        text(o, "/spec/persistentVolumeReclaimPolicy")
+    }),
+    column("Status", "string", 0, |o| text(o, "/status/phase")),
+    column("Claim", "string", 0, |o| {
+        match (
+            o.pointer("/spec/claimRef/namespace").and_then(Value::as_str),
+            o.pointer("/spec/claimRef/name").and_then(Value::as_str),
+        ) {
+            (Some(ns), Some(name)) => json!(format!("{ns}/{name}")),
+            _ => json!(""),
+        }
+    }),
+    column("StorageClass", "string", 0, |o| text(o, "/spec/storageClassName")),
+    column("VolumeAttributesClass", "string", 0, |o| {
+        or_none_text(o, "/spec/volumeAttributesClassName")
+    }),
+    column("Reason", "string", 0, |o| text(o, "/status/reason")),
+    AGE,
+    column("VolumeMode", "string", 1, |o| {
+        json!(
+            o.pointer("/spec/volumeMode")
+                .and_then(Value::as_str)
+                .unwrap_or("Filesystem")
+        )
+    }),
+];
+const PERSISTENTVOLUMECLAIMS: &[Column] = &[
+    NAME,
+    column("Status", "string", 0, |o| text(o, "/status/phase")),
+    column("Volume", "string", 0, |o| text(o, "/spec/volumeName")),
+    column("Capacity", "string", 0, |o| text(o, "/status/capacity/storage")),
+    column("Access Modes", "string", 0, |o| {
+        access_modes(o, "/status/accessModes")
+    }),
+    column("StorageClass", "string", 0, |o| text(o, "/spec/storageClassName")),
+    column("VolumeAttributesClass", "string", 0, |o| {
+        or_none_text(o, "/spec/volumeAttributesClassName")
+    }),
+    AGE,
+    column("VolumeMode", "string", 1, |o| {
+        json!(
+            o.pointer("/spec/volumeMode")
+                .and_then(Value::as_str)
+                .unwrap_or("Filesystem")
+        )
+    }),
+];
+const REPLICATIONCONTROLLERS: &[Column] = &[
+    NAME,
+    column("Desired", "integer", 0, |o| int_text(o, "/spec/replicas")),
+    column("Current", "integer", 0, |o| int_text(o, "/status/replicas")),
+    column("Ready", "integer", 0, |o| int_text(o, "/status/readyReplicas")),
+    AGE,
+    column("Containers", "string", 1, |o| containers_field(o, "name")),
+    column("Images", "string", 1, |o| containers_field(o, "image")),
+    column("Selector", "string", 1, |o| selector_text(o, "/spec/selector")),
+];
+const EVENTS: &[Column] = &[
+    column("Last Seen", "string", 0, event_last_seen),
+    column("Type", "string", 0, |o| text(o, "/type")),
+    column("Reason", "string", 0, |o| text(o, "/reason")),
+    column("Object", "string", 0, event_object),
+    column("Message", "string", 0, |o| text(o, "/message")),
+    column("Subobject", "string", 1, |o| text(o, "/involvedObject/fieldPath")),
+    column("Source", "string", 1, |o| text(o, "/source/component")),
+    column("First Seen", "string", 1, |o| {
+        json!(age(o.pointer("/firstTimestamp").and_then(Value::as_str)))
+    }),
+    column("Count", "string", 1, |o| {
+        json!(
+            o.pointer("/count")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+                .to_string()
+        )
+    }),
+    Column { priority: 1, ..NAME },
+];
+const NETWORKPOLICIES: &[Column] = &[
+    NAME,
+    column("Pod-Selector", "string", 0, |o| {
+        let selector = selector_text(o, "/spec/podSelector");
+        if selector == json!("<none>") {
+            json!("<none>")
+        } else {
+            selector
+        }
+    }),
+    AGE,
+];
+const INGRESSCLASSES: &[Column] = &[
+    NAME,
+    column("Controller", "string", 0, |o| text(o, "/spec/controller")),
+    column("Parameters", "string", 0, |o| {
+        or_none_text(o, "/spec/parameters/name")
+    }),
+    AGE,
+];
+const CONTROLLERREVISIONS: &[Column] = &[
+    NAME,
+    column("Controller", "string", 0, |o| {
+        let owner = o
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .and_then(|refs| refs.iter().find(|r| r.get("controller") == Some(&json!(true))));
+        json!(owner.map_or(String::new(), |r| format!(
+            "{}/{}",
+            r.get("kind").and_then(Value::as_str).unwrap_or("").to_lowercase(),
+            r.get("name").and_then(Value::as_str).unwrap_or("")
+        )))
+    }),
+    column("Revision", "integer", 0, |o| int_text(o, "/revision")),
+    AGE,
+];
+const CREATED_AT: &[Column] = &[
+    NAME,
+    Column {
+        name: "Created At",
+        kind: "date",
+        format: "",
+        description: "",
+        priority: 0,
+        cell: created_at,
+    },
+];
+const ENDPOINTSLICES: &[Column] = &[
+    NAME,
+    column("AddressType", "string", 0, |o| text(o, "/addressType")),
+    column("Ports", "string", 0, |o| {
+        let ports: Vec<String> = o
+            .pointer("/ports")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|p| p.get("port")?.as_i64().map(|n| n.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!(if ports.is_empty() {
+            "<unset>".to_string()
+        } else {
+            ports.join(",")
+        })
+    }),
+    column("Endpoints", "string", 0, |o| {
+        let addresses: Vec<&str> = o
+            .pointer("/endpoints")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|e| e.pointer("/addresses/0")?.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!(if addresses.is_empty() {
+            "<unset>".to_string()
+        } else {
+            addresses.join(",")
+        })
+    }),
+    AGE,
+];
+
 const DEFAULT: &[Column] = &[NAME, AGE];
 
 /// Upstream's columns for a built-in resource.
@@ -627,6 +928,17 @@ pub fn columns_for(group: &str, resource: &str) -> &'static [Column] {
         ("scheduling.k8s.io", "priorityclasses") => PRIORITYCLASSES,
         ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => ROLEBINDINGS,
         ("networking.k8s.io", "ingresses") => INGRESSES,
+        ("networking.k8s.io", "networkpolicies") => NETWORKPOLICIES,
+        ("networking.k8s.io", "ingressclasses") => INGRESSCLASSES,
+        ("autoscaling", "horizontalpodautoscalers") => HORIZONTALPODAUTOSCALERS,
+        ("policy", "poddisruptionbudgets") => PODDISRUPTIONBUDGETS,
+        ("", "persistentvolumes") => PERSISTENTVOLUMES,
+        ("", "persistentvolumeclaims") => PERSISTENTVOLUMECLAIMS,
+        ("", "replicationcontrollers") => REPLICATIONCONTROLLERS,
+        ("", "events") => EVENTS,
+        ("apps", "controllerrevisions") => CONTROLLERREVISIONS,
+        ("discovery.k8s.io", "endpointslices") => ENDPOINTSLICES,
+        ("rbac.authorization.k8s.io", "roles" | "clusterroles") | ("", "limitranges") => CREATED_AT,
         _ => DEFAULT,
     }
 }

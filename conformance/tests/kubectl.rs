@@ -847,6 +847,18 @@ async fn workloads(kubectl: &Kubectl, ns: &str) {
         ])
         .await;
     assert_eq!(autoscaled, "3 60");
+    let hpa_table = kubectl.ok(&["get", "hpa", "imperative", "-n", ns]).await;
+    assert!(
+        hpa_table.starts_with("NAME")
+            && hpa_table.contains("Deployment/imperative")
+            && hpa_table.contains("cpu: <unknown>/60%"),
+        "{hpa_table}"
+    );
+    let events_table = kubectl.ok(&["get", "events", "-n", ns]).await;
+    assert!(
+        events_table.starts_with("LAST SEEN   TYPE     REASON   OBJECT"),
+        "{events_table}"
+    );
 
     // Server-side dry run writes nothing.
     kubectl

@@ -14,20 +14,9 @@ use crate::openapi;
 type Step = String;
 type Path = Vec<Step>;
 
-/// The schema behind `allOf: [{$ref}]` or `$ref`, or the schema itself.
+/// The schema behind a reference, if there is a schema.
 fn deref(schema: Option<&Value>) -> Option<&Value> {
-    let mut current = schema?;
-    for _ in 0..8 {
-        let reference = current
-            .get("$ref")
-            .or_else(|| current.pointer("/allOf/0/$ref"))
-            .and_then(Value::as_str);
-        match reference.and_then(openapi::resolve) {
-            Some(next) => current = next,
-            None => break,
-        }
-    }
-    Some(current)
+    schema.map(openapi::deref)
 }
 
 /// Metadata fields the server owns; never part of a manager's set.

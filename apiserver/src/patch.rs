@@ -29,20 +29,9 @@ pub enum Kind {
     Strategic,
 }
 
-/// The schema behind `allOf: [{$ref}]` or `$ref`.
+/// The schema behind a reference, if there is a schema.
 fn deref(schema: Option<&Value>) -> Option<&Value> {
-    let mut current = schema?;
-    for _ in 0..8 {
-        let reference = current
-            .get("$ref")
-            .or_else(|| current.pointer("/allOf/0/$ref"))
-            .and_then(Value::as_str);
-        match reference.and_then(openapi::resolve) {
-            Some(next) => current = next,
-            None => break,
-        }
-    }
-    Some(current)
+    schema.map(openapi::deref)
 }
 
 /// Applies `patch` to `target` in place; `schema` is the target's type (strategic only).

@@ -5,29 +5,13 @@ use serde_json::Value;
 
 use crate::openapi;
 
-/// The schema behind `allOf: [{$ref}]` or `$ref`, or the schema itself.
-fn deref(schema: &Value) -> &Value {
-    let mut current = schema;
-    for _ in 0..8 {
-        let reference = current
-            .get("$ref")
-            .or_else(|| current.pointer("/allOf/0/$ref"))
-            .and_then(Value::as_str);
-        match reference.and_then(openapi::resolve) {
-            Some(next) => current = next,
-            None => break,
-        }
-    }
-    current
-}
-
 /// Removes the fields of `value` that `schema` does not define, returning their paths
 /// (`spec.template.spec.containers[0].imagee`).
 fn prune_value(value: &mut Value, schema: &Value, path: &str, unknown: &mut Vec<String>, depth: usize) {
     if depth > 100 {
         return;
     }
-    let schema = deref(schema);
+    let schema = openapi::deref(schema);
     if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
         return;
     }

@@ -57,6 +57,22 @@ pub fn resolve(reference: &str) -> Option<&'static Value> {
         .get(reference.strip_prefix("#/components/schemas/")?)
 }
 
+/// The schema behind `$ref` or `allOf: [{$ref}]` (followed a few levels), or the schema itself.
+pub fn deref(schema: &Value) -> &Value {
+    let mut current = schema;
+    for _ in 0..8 {
+        let reference = current
+            .get("$ref")
+            .or_else(|| current.pointer("/allOf/0/$ref"))
+            .and_then(Value::as_str);
+        match reference.and_then(resolve) {
+            Some(next) => current = next,
+            None => break,
+        }
+    }
+    current
+}
+
 /// `names` and every schema they reference, transitively.
 fn closure(names: Vec<String>) -> BTreeMap<String, Value> {
     let definitions = &*DEFINITIONS;

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{MAGIC, MAX_DEPTH, ProtobufError, Result, Schema, schema};
 
-fn varint(mut value: u64, out: &mut Vec<u8>) {
+pub(super) fn varint(mut value: u64, out: &mut Vec<u8>) {
     loop {
         let byte = (value & 0x7f) as u8;
         value >>= 7;
@@ -23,7 +23,7 @@ fn key(tag: u32, wire: u8, out: &mut Vec<u8>) {
     varint((u64::from(tag) << 3) | u64::from(wire), out);
 }
 
-fn bytes_field(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
+pub(super) fn bytes_field(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
     key(tag, 2, out);
     varint(bytes.len() as u64, out);
     out.extend_from_slice(bytes);

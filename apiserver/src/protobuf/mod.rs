@@ -432,23 +432,7 @@ pub fn decode(body: &[u8]) -> Result<Value> {
 mod tests {
     use super::*;
 
-    fn varint(mut value: u64, out: &mut Vec<u8>) {
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            if value == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-
-    fn field_bytes(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
-        varint(u64::from(tag) << 3 | 2, out);
-        varint(bytes.len() as u64, out);
-        out.extend_from_slice(bytes);
-    }
+    use super::encode::bytes_field as field_bytes;
 
     fn framed(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
         let mut type_meta = Vec::new();

@@ -10,6 +10,11 @@ use coxswain_apiserver::allocator::ServiceNetwork;
 use coxswain_conformance::bench::storage::StorageBench;
 use tracing_subscriber::EnvFilter;
 
+/// glibc's allocator serialises the many small allocations of concurrent requests on its arena
+/// locks; mimalloc keeps them per thread.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Coxswain: a Kubernetes-API-compatible control plane.
 #[derive(Debug, Parser)]
 #[command(version, about)]

@@ -145,10 +145,15 @@ impl ApiError {
         if !group.is_empty() {
             details["group"] = json!(group);
         }
+        let qualified = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid",
-            format!("{kind} \"{name}\" is invalid: {summary}"),
+            format!("{qualified} \"{name}\" is invalid: {summary}"),
         )
         .with_details(details)
     }
@@ -311,5 +316,15 @@ mod tests {
             "ConfigMap \"bad_name\" is invalid: metadata.name: Invalid value: \"bad_name\": oops"
         );
         assert_eq!(invalid.status()["details"]["causes"][0]["field"], "metadata.name");
+        let grouped = ApiError::invalid(
+            "Deployment",
+            "apps",
+            "web",
+            vec![Cause::required("spec.selector")],
+        );
+        assert_eq!(
+            grouped.message,
+            "Deployment.apps \"web\" is invalid: spec.selector: Required value"
+        );
     }
 }

@@ -4,9 +4,11 @@
 pub mod allocator;
 pub mod auth;
 pub mod conversion;
+pub mod deletion;
 pub mod discovery;
 pub mod error;
 pub mod fields;
+pub mod garbage;
 pub mod managed;
 pub mod object;
 pub mod openapi;

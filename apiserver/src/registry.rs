@@ -209,6 +209,22 @@ impl Registry {
     }
 
     /// Every kind stored under `storage_resource` (all versions), for namespace cleanup.
+    /// The served resource of a kind: in `version` if served there, else in another version of
+    /// the group (versions share storage).
+    pub fn find_kind(&self, group: &str, version: &str, kind: &str) -> Option<&ResourceKind> {
+        let in_group = || self.kinds.values().filter(|k| k.group == group && k.kind == kind);
+        in_group()
+            .find(|k| k.version == version)
+            .or_else(|| in_group().find(|k| k.stored_as.is_none()))
+    }
+
+    /// The resource whose own form is kept under a storage resource name.
+    pub fn kind_for_storage(&self, storage_resource: &str) -> Option<&ResourceKind> {
+        self.kinds
+            .values()
+            .find(|k| k.stored_as.is_none() && k.storage_resource() == storage_resource)
+    }
+
     pub fn storage_resources(&self) -> Vec<(String, bool)> {
         let mut seen: Vec<(String, bool)> = Vec::new();
         for kind in self.kinds.values() {

@@ -17,6 +17,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::allocator;
+use crate::deletion::{self, DeleteOptions, Deletion};
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::fields::FieldSelector;
 use crate::object;
@@ -864,11 +865,7 @@ async fn write_update(
         match outcome {
             Ok(written) => {
                 // A finalizer-held deletion completes when the last finalizer goes.
-                if new.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&new).is_empty() {
-                    let _ = store
-                        .delete(&key, &Preconditions::revision(written.revision))
-                        .await;
-                }
+                deletion::finish_if_released(store.as_ref(), Some(kind), &written).await;
                 return Ok(with_warnings(
                     written_response(kind, StatusCode::OK, &written)?,
                     &warnings,
@@ -1046,54 +1043,14 @@ async fn patch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str
     .await
 }
 
-fn finalizers(object: &Value) -> Vec<String> {
-    object
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(|f| Some(f.as_str()?.to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// DeleteOptions from the body (JSON; may be empty) and the query.
-/// `gracePeriodSeconds` from DeleteOptions in the body or the query.
-fn grace_period(request: &ResourceRequest<'_>) -> ApiResult<Option<i64>> {
-    if let Some(text) = request.param("gracePeriodSeconds") {
-        return text
-            .parse()
-            .map(Some)
-            .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {text:?}")));
-    }
-    if request.body.is_empty() {
-        return Ok(None);
-    }
-    Ok(body_json_or_untyped(request)?
-        .get("gracePeriodSeconds")
-        .and_then(Value::as_i64))
-}
-
-fn delete_preconditions(request: &ResourceRequest<'_>) -> ApiResult<Preconditions> {
-    if request.body.is_empty() {
-        return Ok(Preconditions::none());
-    }
-    let options = body_json_or_untyped(request)?;
-    let mut preconditions = Preconditions::none();
-    if let Some(uid) = options.pointer("/preconditions/uid").and_then(Value::as_str) {
-        preconditions.uid = Some(uid.to_string());
-    }
-    if let Some(rv) = options
-        .pointer("/preconditions/resourceVersion")
-        .and_then(Value::as_str)
-    {
-        preconditions.resource_version =
-            Some(rv.parse().map_err(|_| {
-                ApiError::bad_request(format!("invalid precondition resourceVersion {rv:?}"))
-            })?);
-    }
-    Ok(preconditions)
+/// DeleteOptions from the body (JSON or protobuf; may be empty) and the query.
+fn delete_options(request: &ResourceRequest<'_>) -> ApiResult<DeleteOptions> {
+    let body = if request.body.is_empty() {
+        None
+    } else {
+        Some(body_json_or_untyped(request)?)
+    };
+    DeleteOptions::parse(body.as_ref(), |name| request.param(name))
 }
 
 fn deleted_status(kind: &ResourceKind, object: &Value) -> Value {
@@ -1110,79 +1067,19 @@ fn deleted_status(kind: &ResourceKind, object: &Value) -> Value {
 
 async fn delete(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str) -> ApiResult<Response> {
     let kind = request.kind();
-    let key = request.key(name);
-    let preconditions = delete_preconditions(request)?;
+    let options = delete_options(request)?;
     let stored = store
-        .get(&key)
+        .get(&request.key(name))
         .await
         .map_err(|err| ApiError::storage(err, &request.group_resource(), name))?;
-    let object = presented(kind, parse(&stored)?);
-    if let Some(rv) = preconditions.resource_version
-        && rv != stored.revision
-    {
-        return Err(ApiError::conflict(&request.group_resource(), name));
-    }
-    if let Some(uid) = &preconditions.uid
-        && object.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid.as_str())
-    {
-        return Err(ApiError::conflict(&request.group_resource(), name));
-    }
-    // Graceful deletion (pods on a node): marked now, removed by the node agent or at grace 0.
-    if let Some(grace) = kind
-        .strategy
-        .graceful_delete_seconds(&object, grace_period(request)?)
-    {
-        let current = object
-            .pointer("/metadata/deletionGracePeriodSeconds")
-            .and_then(Value::as_i64);
-        if request.dry_run() || current.is_some_and(|c| c <= grace) {
-            return Ok(json_response(StatusCode::OK, &object));
-        }
-        let mut terminating = object.clone();
-        let deadline = chrono::Utc::now() + chrono::Duration::seconds(grace);
-        terminating["metadata"]["deletionTimestamp"] =
-            json!(deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        terminating["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-        let bytes = storage_bytes(kind, &terminating);
-        let written = store
-            .update(&key, bytes, &Preconditions::revision(stored.revision))
-            .await
-            .map_err(|err| ApiError::storage(err, &request.group_resource(), name))?;
-        return written_response(kind, StatusCode::OK, &written);
-    }
-    let is_namespace = kind.group.is_empty() && kind.resource == "namespaces";
-    if is_namespace || !finalizers(&object).is_empty() {
-        // Deletion waits for finalizers (for a namespace: until its content is gone).
-        if request.dry_run() {
-            return Ok(json_response(StatusCode::OK, &object));
-        }
-        let mut terminating = object.clone();
-        if terminating.pointer("/metadata/deletionTimestamp").is_none() {
-            terminating["metadata"]["deletionTimestamp"] = json!(object::now());
-            terminating["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-            if is_namespace {
-                terminating["status"]["phase"] = json!("Terminating");
+    let response =
+        match deletion::delete_object(store.as_ref(), kind, request.cluster, &stored, &options).await? {
+            Deletion::Deleted(object) => {
+                json_response(StatusCode::OK, &deleted_status(kind, &presented(kind, object)))
             }
-            let bytes = storage_bytes(kind, &terminating);
-            let written = store
-                .update(&key, bytes, &Preconditions::revision(stored.revision))
-                .await
-                .map_err(|err| ApiError::storage(err, &request.group_resource(), name))?;
-            terminating = presented(kind, parse(&written)?);
-        }
-        return Ok(json_response(StatusCode::OK, &terminating));
-    }
-    if request.dry_run() {
-        return Ok(json_response(StatusCode::OK, &deleted_status(kind, &object)));
-    }
-    store
-        .delete(&key, &Preconditions::revision(stored.revision))
-        .await
-        .map_err(|err| ApiError::storage(err, &request.group_resource(), name))?;
-    if let Some(hooks) = &kind.hooks {
-        allocator::release(store.as_ref(), &hooks.held(request.cluster, &object)).await;
-    }
-    Ok(json_response(StatusCode::OK, &deleted_status(kind, &object)))
+            Deletion::Pending(object) => json_response(StatusCode::OK, &presented(kind, object)),
+        };
+    Ok(with_warnings(response, &deletion::warnings(kind, &options)))
 }
 
 async fn delete_collection(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiResult<Response> {
@@ -1194,33 +1091,22 @@ async fn delete_collection(store: &Arc<dyn Store>, request: &ResourceRequest<'_>
         .await
         .map_err(|err| ApiError::storage(err, &request.group_resource(), ""))?;
     let kind = request.kind();
+    let mut options = delete_options(request)?;
+    // Each object's own revision is the precondition; the request's apply to none of them.
+    options.preconditions = Preconditions::none();
     let mut deleted = Vec::new();
     for stored in page.items {
         let object = presented(kind, parse(&stored)?);
         if !fields.matches(&object) {
             continue;
         }
-        if !request.dry_run() {
-            match store
-                .delete(&stored.key, &Preconditions::revision(stored.revision))
-                .await
-            {
-                Ok(_) => {
-                    if let Some(hooks) = &kind.hooks {
-                        allocator::release(store.as_ref(), &hooks.held(request.cluster, &object)).await;
-                    }
-                }
-                Err(coxswain_storage::Error::NotFound { .. }) => {}
-                Err(err) => {
-                    return Err(ApiError::storage(
-                        err,
-                        &request.group_resource(),
-                        &stored.key.name,
-                    ));
-                }
-            }
+        match deletion::delete_object(store.as_ref(), kind, request.cluster, &stored, &options).await {
+            Ok(Deletion::Deleted(_)) => deleted.push(object),
+            Ok(Deletion::Pending(pending)) => deleted.push(presented(kind, pending)),
+            // Gone or changed since the list: another deleter got there first.
+            Err(err) if err.code == StatusCode::NOT_FOUND || err.code == StatusCode::CONFLICT => {}
+            Err(err) => return Err(err),
         }
-        deleted.push(object);
     }
     let list = json!({
         "kind": format!("{}List", kind.kind),

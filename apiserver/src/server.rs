@@ -195,7 +195,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     resume_namespace_cleanup(&state).await;
 
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(accept_loop(listener, acceptor, state, shutdown.clone()));
+    let collector = crate::garbage::spawn(state.store.clone(), state.registry.clone(), shutdown.clone());
+    let serving = accept_loop(listener, acceptor, state, shutdown.clone());
+    let task = tokio::spawn(async move {
+        serving.await;
+        let _ = collector.await;
+    });
     Ok(RunningServer {
         addr,
         kubeconfig,

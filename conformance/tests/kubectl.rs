@@ -64,6 +64,7 @@ async fn scenario(storage: &str) {
         workloads(&kubectl, &ns).await;
         lists_and_selectors(&kubectl, &ns).await;
         watch(&kubectl, &ns).await;
+        garbage_collection(&kubectl, &ns).await;
         errors(&kubectl, &ns).await;
         bad_input(&kubectl, &ns, home.path()).await;
         let tenant = Kubectl::new(&binary, &server.cluster_kubeconfig("t1"), home.path());
@@ -942,6 +943,154 @@ async fn lists_and_selectors(kubectl: &Kubectl, ns: &str) {
     kubectl.ok(&["delete", "cm", "--all", "-n", ns]).await;
     let none = kubectl.run(&["get", "cm", "-n", ns]).await;
     assert!(String::from_utf8_lossy(&none.stderr).contains("No resources found"));
+}
+
+/// A ConfigMap owned by `owner` (a ConfigMap with that uid); `extra` goes into its metadata.
+fn dependent(name: &str, owner: &str, uid: &str, extra: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}",{extra}"ownerReferences":[{{"apiVersion":"v1","kind":"ConfigMap","name":"{owner}","uid":"{uid}","blockOwnerDeletion":true}}]}}}}"#
+    )
+}
+
+/// Creates a ConfigMap to own others; returns its uid.
+async fn owner(kubectl: &Kubectl, ns: &str, name: &str) -> String {
+    kubectl
+        .ok_with_input(&["create", "-n", ns, "-f", "-"], &config_map(name, ""))
+        .await;
+    kubectl
+        .ok(&["get", "cm", name, "-n", ns, "-o", "jsonpath={.metadata.uid}"])
+        .await
+}
+
+/// Waits (with a deadline) until the named objects are gone.
+async fn wait_deleted(kubectl: &Kubectl, ns: &str, objects: &[&str]) {
+    let mut args = vec!["wait", "--for=delete", "-n", ns, "--timeout=20s"];
+    args.extend_from_slice(objects);
+    kubectl.ok(&args).await;
+}
+
+async fn garbage_collection(kubectl: &Kubectl, ns: &str) {
+    // Background (kubectl's default): the owner goes at once, its dependents after it.
+    let uid = owner(kubectl, ns, "gc-bg").await;
+    for name in ["gc-bg-1", "gc-bg-2"] {
+        kubectl
+            .ok_with_input(
+                &["create", "-n", ns, "-f", "-"],
+                &dependent(name, "gc-bg", &uid, ""),
+            )
+            .await;
+    }
+    kubectl.ok(&["delete", "cm", "gc-bg", "-n", ns]).await;
+    wait_deleted(kubectl, ns, &["cm/gc-bg-1", "cm/gc-bg-2"]).await;
+
+    // Foreground: the owner waits, marked, for its blocking dependent (held by a finalizer here).
+    let uid = owner(kubectl, ns, "gc-fg").await;
+    kubectl
+        .ok_with_input(
+            &["create", "-n", ns, "-f", "-"],
+            &dependent("gc-fg-1", "gc-fg", &uid, r#""finalizers":["example.com/hold"],"#),
+        )
+        .await;
+    kubectl
+        .ok(&[
+            "delete",
+            "cm",
+            "gc-fg",
+            "-n",
+            ns,
+            "--cascade=foreground",
+            "--wait=false",
+        ])
+        .await;
+    let waiting = kubectl
+        .ok(&[
+            "get",
+            "cm",
+            "gc-fg",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.metadata.finalizers} {.metadata.deletionTimestamp}",
+        ])
+        .await;
+    assert!(waiting.starts_with(r#"["foregroundDeletion"] 20"#), "{waiting}");
+    kubectl
+        .ok(&[
+            "patch",
+            "cm",
+            "gc-fg-1",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ])
+        .await;
+    wait_deleted(kubectl, ns, &["cm/gc-fg", "cm/gc-fg-1"]).await;
+
+    // Orphan: the dependent stays, without its owner reference.
+    let uid = owner(kubectl, ns, "gc-or").await;
+    kubectl
+        .ok_with_input(
+            &["create", "-n", ns, "-f", "-"],
+            &dependent("gc-or-1", "gc-or", &uid, ""),
+        )
+        .await;
+    kubectl
+        .ok(&["delete", "cm", "gc-or", "-n", ns, "--cascade=orphan"])
+        .await;
+    let orphaned = kubectl
+        .ok(&[
+            "get",
+            "cm",
+            "gc-or-1",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.metadata.ownerReferences}",
+        ])
+        .await;
+    assert_eq!(orphaned, "", "orphaned dependents lose their owner reference");
+    kubectl.ok(&["delete", "cm", "gc-or-1", "-n", ns]).await;
+
+    // A reference to an owner that does not exist is collected.
+    kubectl
+        .ok_with_input(
+            &["create", "-n", ns, "-f", "-"],
+            &dependent(
+                "gc-dangling",
+                "nobody",
+                "00000000-0000-0000-0000-000000000000",
+                "",
+            ),
+        )
+        .await;
+    wait_deleted(kubectl, ns, &["cm/gc-dangling"]).await;
+
+    // DeleteOptions are validated; a Job deleted without a policy warns that its pods stay.
+    let path = format!("/api/v1/namespaces/{ns}/configmaps/none?propagationPolicy=Sideways");
+    let invalid = kubectl.fails(&["delete", "--raw", &path]).await;
+    assert!(
+        invalid.contains(r#"The DeleteOptions "" is invalid: propagationPolicy: Unsupported value: "Sideways": supported values: "Foreground", "Background", "Orphan""#),
+        "{invalid}"
+    );
+    kubectl
+        .ok(&["create", "job", "gc-job", "-n", ns, "--image=busybox:1.36"])
+        .await;
+    let raw = kubectl
+        .run(&[
+            "delete",
+            "--raw",
+            &format!("/apis/batch/v1/namespaces/{ns}/jobs/gc-job"),
+        ])
+        .await;
+    assert!(raw.status.success());
+    assert!(
+        String::from_utf8_lossy(&raw.stderr)
+            .contains("child pods are preserved by default when jobs are deleted"),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
 }
 
 async fn watch(kubectl: &Kubectl, ns: &str) {

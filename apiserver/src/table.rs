@@ -904,6 +904,47 @@ const ENDPOINTSLICES: &[Column] = &[
     AGE,
 ];
 
+const PODTEMPLATES: &[Column] = &[
+    NAME,
+    column("Containers", "string", 0, |o| {
+        pod_template_field(o, "name", "/template/spec/containers")
+    }),
+    column("Images", "string", 0, |o| {
+        pod_template_field(o, "image", "/template/spec/containers")
+    }),
+    column("Pod Labels", "string", 0, |o| {
+        selector_text(o, "/template/metadata/labels")
+    }),
+];
+
+/// `name: used/hard` for each resource in `status.hard` (sorted), the `limits.*` ones when
+/// `limits` is true and the others otherwise; a resource not yet counted is used `0`.
+fn quota_usage(object: &Value, limits: bool) -> Value {
+    let Some(hard) = object.pointer("/status/hard").and_then(Value::as_object) else {
+        return json!("");
+    };
+    let used = object.pointer("/status/used").and_then(Value::as_object);
+    let entries: Vec<String> = hard
+        .iter()
+        .filter(|(name, _)| name.split_once('.').is_some_and(|(prefix, _)| prefix == "limits") == limits)
+        .map(|(name, quantity)| {
+            let used = used
+                .and_then(|u| u.get(name))
+                .and_then(Value::as_str)
+                .unwrap_or("0");
+            format!("{name}: {used}/{}", quantity.as_str().unwrap_or_default())
+        })
+        .collect();
+    json!(entries.join(", "))
+}
+
+const RESOURCEQUOTAS: &[Column] = &[
+    NAME,
+    AGE,
+    column("Request", "string", 0, |o| quota_usage(o, false)),
+    column("Limit", "string", 0, |o| quota_usage(o, true)),
+];
+
 const DEFAULT: &[Column] = &[NAME, AGE];
 
 /// Upstream's columns for a built-in resource.
@@ -938,6 +979,8 @@ pub fn columns_for(group: &str, resource: &str) -> &'static [Column] {
         ("", "events") => EVENTS,
         ("apps", "controllerrevisions") => CONTROLLERREVISIONS,
         ("discovery.k8s.io", "endpointslices") => ENDPOINTSLICES,
+        ("", "podtemplates") => PODTEMPLATES,
+        ("", "resourcequotas") => RESOURCEQUOTAS,
         ("rbac.authorization.k8s.io", "roles" | "clusterroles") | ("", "limitranges") => CREATED_AT,
         _ => DEFAULT,
     }
@@ -1075,5 +1118,22 @@ mod tests {
         assert_eq!(table["rows"][0]["cells"][0], "a");
         assert_eq!(table["rows"][0]["cells"][1], 2);
         assert_eq!(table["columnDefinitions"][1]["name"], "Data");
+    }
+
+    #[test]
+    fn quota_and_pod_template_rows() {
+        let quota = json!({"metadata": {"name": "q"}, "status": {
+            "hard": {"pods": "10", "limits.cpu": "2", "requests.memory": "1Gi"},
+            "used": {"pods": "3"}}});
+        let cells = &table(RESOURCEQUOTAS, &[quota], json!({}), false)["rows"][0]["cells"];
+        assert_eq!(cells[2], "pods: 3/10, requests.memory: 0/1Gi");
+        assert_eq!(cells[3], "limits.cpu: 0/2");
+        let template = json!({"metadata": {"name": "t"}, "template": {
+            "metadata": {"labels": {"b": "2", "a": "1"}},
+            "spec": {"containers": [{"name": "c1", "image": "i1"}, {"name": "c2", "image": "i2"}]}}});
+        let cells = &table(PODTEMPLATES, &[template], json!({}), false)["rows"][0]["cells"];
+        assert_eq!(cells[1], "c1,c2");
+        assert_eq!(cells[2], "i1,i2");
+        assert_eq!(cells[3], "a=1,b=2");
     }
 }

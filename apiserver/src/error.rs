@@ -133,6 +133,11 @@ impl ApiError {
             .with_details(Self::object_details(resource, name))
     }
 
+    /// 409 for a server-side apply that would change fields other managers own.
+    pub fn apply_conflict(message: String, causes: Vec<Cause>) -> Self {
+        Self::new(StatusCode::CONFLICT, "Conflict", message).with_details(json!({ "causes": causes }))
+    }
+
     /// 422 with the causes listed as upstream prints them.
     pub fn invalid(kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> Self {
         let texts: Vec<String> = causes.iter().map(Cause::text).collect();

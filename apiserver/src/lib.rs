@@ -2,6 +2,7 @@
 //! generic REST handler that serves every resource in the [`registry`] through the storage engine.
 
 pub mod allocator;
+pub mod apply;
 pub mod auth;
 pub mod conversion;
 pub mod deletion;

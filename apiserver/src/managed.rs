@@ -2,7 +2,7 @@
 //! which fields, as `FieldsV1` sets. A manager takes the fields its write added or changed, other
 //! managers lose them, and removed fields leave every set. List items are keyed as the schema says
 //! (`k:{…}` for map lists, `v:…` for sets; other lists and `map-type: atomic` fields are leaves).
-//! Server-side apply (Apply operations) is not handled here.
+//! Server-side apply (Apply operations) builds on these sets in [`crate::apply`].
 
 use std::collections::BTreeSet;
 
@@ -11,8 +11,8 @@ use serde_json::{Map, Value, json};
 use crate::openapi;
 
 /// One step of a field path, in its FieldsV1 spelling (`f:name`, `k:{"name":"c"}`, `v:"x"`).
-type Step = String;
-type Path = Vec<Step>;
+pub(crate) type Step = String;
+pub(crate) type Path = Vec<Step>;
 
 /// The schema behind a reference, if there is a schema.
 fn deref(schema: Option<&Value>) -> Option<&Value> {
@@ -32,6 +32,12 @@ const SERVER_METADATA: &[&str] = &[
     "managedFields",
     "selfLink",
 ];
+
+/// The value a missing list-map key field identifies an item by: upstream declares `protocol`
+/// (of container and service ports, the only defaulted key fields) as defaulting to `TCP`.
+pub(crate) fn key_default(name: &str) -> Option<Value> {
+    (name == "protocol").then(|| json!("TCP"))
+}
 
 /// Every path of `value`: leaves, plus the item itself for list items and map entries' parents.
 fn collect(value: &Value, schema: Option<&Value>, path: &mut Path, out: &mut Vec<(Path, Value)>) {
@@ -79,8 +85,8 @@ fn collect(value: &Value, schema: Option<&Value>, path: &mut Path, out: &mut Vec
                     for item in items {
                         let mut key = Map::new();
                         for name in &keys {
-                            if let Some(v) = item.get(*name) {
-                                key.insert((*name).to_string(), v.clone());
+                            if let Some(v) = item.get(*name).cloned().or_else(|| key_default(name)) {
+                                key.insert((*name).to_string(), v);
                             }
                         }
                         path.push(format!("k:{}", Value::Object(key)));
@@ -104,7 +110,13 @@ fn collect(value: &Value, schema: Option<&Value>, path: &mut Path, out: &mut Vec
 }
 
 /// The paths of an object with their values (item and parent markers carry `null`).
-fn paths_of(object: &Value, group: &str, version: &str, kind: &str, status: bool) -> Vec<(Path, Value)> {
+pub(crate) fn paths_of(
+    object: &Value,
+    group: &str,
+    version: &str,
+    kind: &str,
+    status: bool,
+) -> Vec<(Path, Value)> {
     let schema = openapi::schema_of(group, version, kind);
     let mut out = Vec::new();
     let Some(map) = object.as_object() else {
@@ -123,7 +135,7 @@ fn paths_of(object: &Value, group: &str, version: &str, kind: &str, status: bool
 }
 
 /// A FieldsV1 document from a set of paths.
-fn to_fields_v1(paths: &BTreeSet<Path>) -> Value {
+pub(crate) fn to_fields_v1(paths: &BTreeSet<Path>) -> Value {
     let mut root = Map::new();
     for path in paths {
         let mut node = &mut root;
@@ -155,7 +167,7 @@ fn to_fields_v1(paths: &BTreeSet<Path>) -> Value {
 }
 
 /// The paths in a FieldsV1 document.
-fn from_fields_v1(fields: &Value) -> BTreeSet<Path> {
+pub(crate) fn from_fields_v1(fields: &Value) -> BTreeSet<Path> {
     fn walk(node: &Value, path: &mut Path, out: &mut BTreeSet<Path>) {
         let Some(map) = node.as_object() else {
             return;
@@ -217,6 +229,11 @@ pub fn record_update(writer: &Writer<'_>, old: Option<&Value>, new: &mut Value) 
         Some(Value::Array(entries)) => entries.clone(),
         _ => Vec::new(),
     };
+    if changed.is_empty() && removed.is_empty() {
+        // The write took no field from anyone: ownership and timestamps stay as they were.
+        set_entries(new, entries);
+        return;
+    }
     let mine = |entry: &Value| {
         entry.get("manager").and_then(Value::as_str) == Some(writer.manager)
             && entry.get("operation").and_then(Value::as_str) == Some("Update")
@@ -261,11 +278,60 @@ pub fn record_update(writer: &Writer<'_>, old: Option<&Value>, new: &mut Value) 
         }
         updated.push(entry);
     }
-    if let Some(metadata) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-        if updated.is_empty() {
+    set_entries(new, updated);
+}
+
+/// Most Update entries kept; older ones are merged into one `ancient-changes` entry, as upstream.
+const MAX_UPDATE_ENTRIES: usize = 10;
+
+/// Stores `entries` as `object.metadata.managedFields`, capped and in upstream's order (Apply
+/// entries first, then by time, manager, apiVersion and subresource).
+pub(crate) fn set_entries(object: &mut Value, mut entries: Vec<Value>) {
+    let text =
+        |entry: &Value, field: &str| entry.get(field).and_then(Value::as_str).unwrap_or("").to_string();
+    let order = |entry: &Value| {
+        (
+            text(entry, "operation"),
+            text(entry, "time"),
+            text(entry, "manager"),
+            text(entry, "apiVersion"),
+            text(entry, "subresource"),
+        )
+    };
+    entries.sort_by_key(order);
+    let updates = entries
+        .iter()
+        .filter(|e| text(e, "operation") == "Update")
+        .count();
+    if updates > MAX_UPDATE_ENTRIES {
+        // The oldest Update entries (they sort first among updates) become one.
+        let mut merged: BTreeSet<Path> = BTreeSet::new();
+        let mut excess = updates - MAX_UPDATE_ENTRIES + 1;
+        let mut last: Option<Value> = None;
+        entries.retain(|entry| {
+            if excess == 0 || text(entry, "operation") != "Update" {
+                return true;
+            }
+            excess -= 1;
+            merged.extend(entry.get("fieldsV1").map(from_fields_v1).unwrap_or_default());
+            last = Some(entry.clone());
+            false
+        });
+        if let Some(mut ancient) = last {
+            ancient["manager"] = json!("ancient-changes");
+            ancient["fieldsV1"] = to_fields_v1(&merged);
+            if let Some(map) = ancient.as_object_mut() {
+                map.remove("subresource");
+            }
+            entries.push(ancient);
+            entries.sort_by_key(order);
+        }
+    }
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        if entries.is_empty() {
             metadata.remove("managedFields");
         } else {
-            metadata.insert("managedFields".into(), Value::Array(updated));
+            metadata.insert("managedFields".into(), Value::Array(entries));
         }
     }
 }

@@ -85,12 +85,11 @@ pub fn spec_part(object: &Value) -> Value {
     copy
 }
 
-/// The object without the fields every write changes, for "did anything change" comparisons.
+/// The object without the field every write changes, for "did anything change" comparisons.
 pub fn comparable(object: &Value) -> Value {
     let mut copy = object.clone();
     if let Some(metadata) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
         metadata.remove("resourceVersion");
-        metadata.remove("managedFields");
     }
     copy
 }

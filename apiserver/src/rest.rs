@@ -636,10 +636,22 @@ async fn check_namespace(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, 
 }
 
 async fn create(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiResult<Response> {
+    let object = body_json(request)?;
+    create_object(store, request, object, None).await
+}
+
+/// Creates `object`; `applied` is set (to `force`) when this is a server-side apply of an object
+/// that did not exist, which records an Apply entry for exactly the applied fields.
+async fn create_object(
+    store: &Arc<dyn Store>,
+    request: &ResourceRequest<'_>,
+    mut object: Value,
+    applied: Option<bool>,
+) -> ApiResult<Response> {
     let kind = request.kind();
-    let mut object = body_json(request)?;
     object::check_type(&mut object, kind, kind.kind)?;
     let warnings = check_unknown_fields(request, &mut object)?;
+    let submitted = object.clone();
     let metadata = strategy::ensure_object(&mut object, "metadata");
     match (
         &request.target.namespace,
@@ -691,7 +703,18 @@ async fn create(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiRes
     if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         metadata.remove("managedFields");
     }
-    record_update(request, None, &mut object);
+    match applied {
+        None => record_update(request, None, &mut object),
+        Some(force) => {
+            let applied = with_writer(request, |writer| {
+                crate::apply::apply(writer, force, None, &submitted)
+            })?;
+            object["metadata"]["managedFields"] = applied
+                .pointer("/metadata/managedFields")
+                .cloned()
+                .unwrap_or(json!([]));
+        }
+    }
     validate(kind, &object, None)?;
     let name = object::name_of(&object).unwrap_or_default().to_string();
     check_namespace(store, request, &name).await?;
@@ -723,8 +746,8 @@ async fn create(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiRes
     ))
 }
 
-/// Records this request's write in `managedFields` (an Update operation).
-fn record_update(request: &ResourceRequest<'_>, old: Option<&Value>, new: &mut Value) {
+/// Runs `f` with the field manager of this request (for `managedFields`).
+fn with_writer<R>(request: &ResourceRequest<'_>, f: impl FnOnce(&crate::managed::Writer<'_>) -> R) -> R {
     let kind = request.kind();
     let user_agent = request
         .headers
@@ -733,7 +756,7 @@ fn record_update(request: &ResourceRequest<'_>, old: Option<&Value>, new: &mut V
     let manager = crate::managed::manager_name(request.param("fieldManager"), user_agent);
     let api_version = kind.api_version();
     let time = object::now();
-    let writer = crate::managed::Writer {
+    f(&crate::managed::Writer {
         manager: &manager,
         api_version: &api_version,
         group: kind.group,
@@ -741,8 +764,21 @@ fn record_update(request: &ResourceRequest<'_>, old: Option<&Value>, new: &mut V
         kind: kind.kind,
         subresource: request.target.subresource.as_deref(),
         time: &time,
-    };
-    crate::managed::record_update(&writer, old, new);
+    })
+}
+
+/// Records this request's write in `managedFields` (an Update operation).
+fn record_update(request: &ResourceRequest<'_>, old: Option<&Value>, new: &mut Value) {
+    with_writer(request, |writer| crate::managed::record_update(writer, old, new));
+}
+
+/// How a write records field ownership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ownership {
+    /// An Update operation, recorded from the difference between old and new.
+    Update,
+    /// A server-side apply: the new object's managedFields are already computed.
+    Applied,
 }
 
 /// The new state of an object from a full replacement `incoming` of the part the request may write.
@@ -794,6 +830,7 @@ async fn write_update(
     store: &Arc<dyn Store>,
     request: &ResourceRequest<'_>,
     name: &str,
+    ownership: Ownership,
     mut modify: impl FnMut(&Value) -> ApiResult<Value>,
 ) -> ApiResult<Response> {
     let kind = request.kind();
@@ -807,26 +844,26 @@ async fn write_update(
         let mut new = modify(&old)?;
         object::check_type(&mut new, kind, kind.kind)?;
         let warnings = check_unknown_fields(request, &mut new)?;
-        // managedFields are the server's: kept from the stored object unless explicitly cleared.
-        let cleared = new.pointer("/metadata/managedFields") == Some(&json!([]));
-        let previous = if cleared {
-            None
-        } else {
-            old.pointer("/metadata/managedFields").cloned()
-        };
+        // managedFields are the server's: an Update keeps the stored ones unless the request
+        // replaces them (kubectl does when it moves client-side apply ownership to server-side
+        // apply) or clears them with an empty list.
         let mut base = old.clone();
-        match previous {
-            Some(fields) => new["metadata"]["managedFields"] = fields,
-            None => {
-                if let Some(metadata) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-                    metadata.remove("managedFields");
+        if ownership == Ownership::Update {
+            let fields = match new.pointer("/metadata/managedFields") {
+                Some(Value::Array(given)) if given.iter().all(Value::is_object) => {
+                    Value::Array(given.clone())
                 }
-                if let Some(metadata) = base.get_mut("metadata").and_then(Value::as_object_mut) {
-                    metadata.remove("managedFields");
-                }
-            }
+                _ => old
+                    .pointer("/metadata/managedFields")
+                    .cloned()
+                    .unwrap_or(json!([])),
+            };
+            base["metadata"]["managedFields"] = fields.clone();
+            new["metadata"]["managedFields"] = fields;
         }
-        record_update(request, Some(&base), &mut new);
+        if ownership == Ownership::Update {
+            record_update(request, Some(&base), &mut new);
+        }
         if object::name_of(&new) != Some(name) {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
@@ -885,7 +922,7 @@ async fn update(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &st
     if subresource.as_deref() == Some("scale") {
         let replicas = incoming.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
         let wanted = object::resource_version(&incoming)?;
-        let response = write_update(store, request, name, |old| {
+        let response = write_update(store, request, name, Ownership::Update, |old| {
             let mut new = old.clone();
             new["spec"]["replicas"] = replicas.clone();
             if let Some(rv) = wanted {
@@ -896,7 +933,7 @@ async fn update(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &st
         .await?;
         return scale_response(response).await;
     }
-    write_update(store, request, name, |old| {
+    write_update(store, request, name, Ownership::Update, |old| {
         merge_update(&kind, subresource.as_deref(), old, incoming.clone())
     })
     .await
@@ -952,9 +989,43 @@ fn scale_of(object: &Value) -> ApiResult<Value> {
     }))
 }
 
+const APPLY_PATCH: &str = "application/apply-patch+yaml";
+
+/// PatchOptions checks upstream makes before anything else: apply needs a field manager, `force`
+/// belongs to apply only.
+fn validate_patch_options(request: &ResourceRequest<'_>, is_apply: bool) -> ApiResult<()> {
+    let mut causes = Vec::new();
+    if is_apply && request.param("fieldManager").is_none() {
+        causes.push(Cause {
+            reason: "FieldValueRequired",
+            message: "Required value: is required for apply patch".into(),
+            field: "fieldManager".into(),
+        });
+    }
+    if !is_apply && request.query.contains_key("force") {
+        causes.push(Cause {
+            reason: "FieldValueForbidden",
+            message: "Forbidden: may not be specified for non-apply patch".into(),
+            field: "force".into(),
+        });
+    }
+    if let Some(manager) = request.param("fieldManager")
+        && manager.len() > 128
+    {
+        causes.push(Cause {
+            reason: "FieldValueTooLong",
+            message: "Too long: may not be more than 128 bytes".into(),
+            field: "fieldManager".into(),
+        });
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("PatchOptions", "meta.k8s.io", "", causes))
+    }
+}
+
 async fn patch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str) -> ApiResult<Response> {
-    let kind = request.kind().clone();
-    let subresource = request.target.subresource.clone();
     let content_type = request
         .headers
         .get(header::CONTENT_TYPE)
@@ -965,12 +1036,14 @@ async fn patch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str
         .unwrap_or("")
         .trim()
         .to_string();
-    let patch = if content_type == "application/apply-patch+yaml" {
-        decode_yaml(&request.body)?
-    } else {
-        decode_json(&request.body)?
-    };
-    let apply = |document: &Value, document_kind: (&str, &str, &str)| -> ApiResult<Value> {
+    validate_patch_options(request, content_type == APPLY_PATCH)?;
+    if content_type == APPLY_PATCH {
+        return server_side_apply(store, request, name).await;
+    }
+    let kind = request.kind().clone();
+    let subresource = request.target.subresource.clone();
+    let patch = decode_json(&request.body)?;
+    let apply_patch = |document: &Value, document_kind: (&str, &str, &str)| -> ApiResult<Value> {
         let mut patched = document.clone();
         match content_type.as_str() {
             "application/json-patch+json" => {
@@ -992,8 +1065,7 @@ async fn patch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str
             "application/merge-patch+json" => {
                 crate::patch::apply(&mut patched, &patch, crate::patch::Kind::Merge, None);
             }
-            // Apply patches are merged strategically until server-side apply exists.
-            "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
+            "application/strategic-merge-patch+json" => {
                 let schema = crate::openapi::schema_of(document_kind.0, document_kind.1, document_kind.2);
                 crate::patch::apply(&mut patched, &patch, crate::patch::Kind::Strategic, schema);
             }
@@ -1002,8 +1074,8 @@ async fn patch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str
         Ok(patched)
     };
     if subresource.as_deref() == Some("scale") {
-        let response = write_update(store, request, name, |old| {
-            let scale = apply(&scale_of(old)?, ("autoscaling", "v1", "Scale"))?;
+        let response = write_update(store, request, name, Ownership::Update, |old| {
+            let scale = apply_patch(&scale_of(old)?, ("autoscaling", "v1", "Scale"))?;
             let mut new = old.clone();
             new["spec"]["replicas"] = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
             merge_update(&kind, None, old, new)
@@ -1011,33 +1083,107 @@ async fn patch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str
         .await?;
         return scale_response(response).await;
     }
-    let exists = store.get(&request.key(name)).await;
-    if content_type == "application/apply-patch+yaml"
-        && matches!(exists, Err(coxswain_storage::Error::NotFound { .. }))
-        && subresource.is_none()
-    {
-        // The apply body is YAML (JSON being YAML too).
-        let mut headers = request.headers.clone();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
-        return create(
-            store,
-            &ResourceRequest {
-                body: request.body.clone(),
-                headers: &headers,
-                ..*request
-            },
-        )
-        .await;
-    }
-    write_update(store, request, name, |old| {
-        let patched = apply(old, (kind.group, kind.version, kind.kind))?;
+    write_update(store, request, name, Ownership::Update, |old| {
+        let patched = apply_patch(old, (kind.group, kind.version, kind.kind))?;
         let mut new = merge_update(&kind, subresource.as_deref(), old, patched)?;
-        // A patch's resourceVersion is a precondition only when the patch itself carries one.
-        if patch.pointer("/metadata/resourceVersion").is_none()
-            && let Some(rv) = old.pointer("/metadata/resourceVersion")
+        keep_revision_unless_given(&patch, old, &mut new);
+        Ok(new)
+    })
+    .await
+}
+
+/// A patch's resourceVersion is a precondition only when the patch itself carries one.
+fn keep_revision_unless_given(patch: &Value, old: &Value, new: &mut Value) {
+    if patch.pointer("/metadata/resourceVersion").is_none()
+        && let Some(rv) = old.pointer("/metadata/resourceVersion")
+    {
+        new["metadata"]["resourceVersion"] = rv.clone();
+    }
+}
+
+/// `PATCH` with `application/apply-patch+yaml`: server-side apply of the body (YAML or JSON) on
+/// the object, its `status` or its `scale`; creates the object when it does not exist.
+async fn server_side_apply(
+    store: &Arc<dyn Store>,
+    request: &ResourceRequest<'_>,
+    name: &str,
+) -> ApiResult<Response> {
+    let kind = request.kind().clone();
+    let subresource = request.target.subresource.clone();
+    let force = request.param("force") == Some("true");
+    let config = decode_yaml(&request.body)?;
+    if !config.is_object() {
+        return Err(ApiError::bad_request(
+            "the apply configuration must be a YAML or JSON object",
+        ));
+    }
+    if let (Some(url), Some(body)) = (
+        &request.target.namespace,
+        config.pointer("/metadata/namespace").and_then(Value::as_str),
+    ) && !body.is_empty()
+        && body != url
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    if subresource.as_deref() == Some("scale") {
+        // Scale is autoscaling/v1 whatever the parent's group.
+        if config
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k != "Scale")
         {
-            new["metadata"]["resourceVersion"] = rv.clone();
+            return Err(ApiError::bad_request(
+                "the apply configuration of scale must be a Scale",
+            ));
         }
+        let replicas = config.pointer("/spec/replicas").cloned();
+        let response = write_update(store, request, name, Ownership::Applied, |old| {
+            let mut part = json!({ "apiVersion": kind.api_version(), "kind": kind.kind });
+            if let Some(replicas) = &replicas {
+                part["spec"] = json!({ "replicas": replicas });
+            }
+            let applied = with_writer(request, |writer| {
+                crate::apply::apply(writer, force, Some(old), &part)
+            })?;
+            let mut new = merge_update(&kind, None, old, applied)?;
+            keep_revision_unless_given(&config, old, &mut new);
+            Ok(new)
+        })
+        .await?;
+        return scale_response(response).await;
+    }
+    let mut typed = config.clone();
+    object::check_type(&mut typed, &kind, kind.kind)?;
+    match store.get(&request.key(name)).await {
+        Err(coxswain_storage::Error::NotFound { .. }) if subresource.is_none() => {
+            if object::name_of(&typed) != Some(name) {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    object::name_of(&typed).unwrap_or_default()
+                )));
+            }
+            return create_object(store, request, typed, Some(force)).await;
+        }
+        Err(err) => return Err(ApiError::storage(err, &request.group_resource(), name)),
+        Ok(_) => {}
+    }
+    write_update(store, request, name, Ownership::Applied, |old| {
+        let applied = with_writer(request, |writer| {
+            crate::apply::apply(writer, force, Some(old), &typed)
+        })?;
+        let fields = applied.pointer("/metadata/managedFields").cloned();
+        let mut new = merge_update(&kind, subresource.as_deref(), old, applied)?;
+        match fields {
+            Some(fields) => new["metadata"]["managedFields"] = fields,
+            None => {
+                if let Some(metadata) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                    metadata.remove("managedFields");
+                }
+            }
+        }
+        keep_revision_unless_given(&config, old, &mut new);
         Ok(new)
     })
     .await

@@ -122,6 +122,74 @@ fn merge(target: &mut Value, config: &Value, schema: Option<&Value>, depth: usiz
     }
 }
 
+/// The key step (`k:{…}` or `v:…`) of a list item, as FieldsV1 spells it.
+fn item_step(item: &Value, keys: Option<&[String]>) -> Path {
+    match keys {
+        Some(keys) => {
+            let mut key = Map::new();
+            for name in keys {
+                if let Some(value) = item.get(name).cloned().or_else(|| managed::key_default(name)) {
+                    key.insert(name.clone(), value);
+                }
+            }
+            vec![format!("k:{}", Value::Object(key))]
+        }
+        None => vec![format!("v:{item}")],
+    }
+}
+
+/// Map-list items or set values given twice in an apply configuration, as upstream reports them
+/// (`.spec.ports: duplicate entries for key [port=80,protocol="TCP"]`).
+fn duplicates(
+    value: &Value,
+    schema: Option<&Value>,
+    path: &mut Path,
+    errors: &mut Vec<String>,
+    depth: usize,
+) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                path.push(format!("f:{key}"));
+                duplicates(child, field_schema(schema, key), path, errors, depth + 1);
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            let keys = list_keys(schema);
+            if keys.is_none() && !is_set(schema) {
+                return;
+            }
+            let item_schema = deref(schema).and_then(|s| s.get("items"));
+            let mut seen: Vec<Path> = Vec::new();
+            for item in items {
+                let step = item_step(item, keys.as_deref());
+                if seen.contains(&step) {
+                    let message = format!(
+                        "{}: duplicate entries for key {}",
+                        path_text(path),
+                        path_text(&step)
+                    );
+                    if !errors.contains(&message) {
+                        errors.push(message);
+                    }
+                    continue;
+                }
+                if keys.is_some() {
+                    path.extend(step.iter().cloned());
+                    duplicates(item, item_schema, path, errors, depth + 1);
+                    path.truncate(path.len() - step.len());
+                }
+                seen.push(step);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The value a FieldsV1 path names, if present.
 fn value_at<'a>(root: &'a Value, path: &Path) -> Option<&'a Value> {
     let mut node = root;
@@ -273,6 +341,27 @@ pub fn apply(writer: &Writer<'_>, force: bool, live: Option<&Value>, config: &Va
             metadata.remove("managedFields");
             metadata.remove("resourceVersion");
         }
+    }
+    let mut errors = Vec::new();
+    duplicates(&applied, schema, &mut Vec::new(), &mut errors, 0);
+    if !errors.is_empty() {
+        let name = config
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let object = match config.pointer("/metadata/namespace").and_then(Value::as_str) {
+            Some(namespace) if !namespace.is_empty() => format!("{namespace}/{name}"),
+            _ => name.to_string(),
+        };
+        let detail = if let [only] = errors.as_slice() {
+            only.clone()
+        } else {
+            format!("errors:\n  {}", errors.join("\n  "))
+        };
+        return Err(ApiError::bad_request(format!(
+            "failed to create typed patch object ({object}; {}, Kind={}): {detail}",
+            writer.api_version, writer.kind
+        )));
     }
     let base = live.cloned().unwrap_or_else(|| json!({}));
     let mut merged = base.clone();
@@ -473,6 +562,21 @@ mod tests {
         assert_eq!(
             second["metadata"]["annotations"]["note"], "x",
             "still owned by other"
+        );
+    }
+
+    #[test]
+    fn duplicate_map_list_keys_are_rejected() {
+        let mut config = deployment(1, "nginx");
+        config["metadata"]["namespace"] = json!("default");
+        config["spec"]["template"]["spec"]["containers"][0]["ports"] =
+            json!([{"containerPort": 80}, {"containerPort": 80, "protocol": "TCP"}]);
+        let err = apply(&writer("kubectl"), false, None, &config).unwrap_err();
+        assert_eq!(err.code.as_u16(), 400);
+        assert_eq!(
+            err.message,
+            "failed to create typed patch object (default/web; apps/v1, Kind=Deployment): \
+             .spec.template.spec.containers[name=\"web\"].ports: duplicate entries for key [containerPort=80,protocol=\"TCP\"]"
         );
     }
 

@@ -209,6 +209,15 @@ impl ApiError {
         )
     }
 
+    /// 413 with upstream's `Request entity too large: …` wording for `why`.
+    pub fn too_large_because(why: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: {why}"),
+        )
+    }
+
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,

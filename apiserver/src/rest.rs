@@ -29,6 +29,9 @@ use crate::table;
 /// Request bodies above this size get 413, as upstream's 3 MiB limit.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
+/// Most operations one JSON patch may have, as upstream.
+const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
 /// How many times an unconditional update retries after losing a race.
 const UPDATE_ATTEMPTS: usize = 16;
 
@@ -1049,6 +1052,12 @@ async fn patch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str
             "application/json-patch+json" => {
                 let operations: json_patch::Patch = serde_json::from_value(patch.clone())
                     .map_err(|err| ApiError::bad_request(format!("invalid JSON patch: {err}")))?;
+                if operations.0.len() > MAX_JSON_PATCH_OPERATIONS {
+                    return Err(ApiError::too_large_because(format!(
+                        "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+                        operations.0.len()
+                    )));
+                }
                 json_patch::patch(&mut patched, &operations).map_err(|err| {
                     ApiError::invalid(
                         kind.kind,

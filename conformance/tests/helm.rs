@@ -99,7 +99,268 @@ async fn lifecycle(storage: &str) {
         .ok(&["get", "secret", "-l", "owner=helm", "-o", "name"])
         .await;
     assert!(releases.trim().is_empty(), "release secrets remain: {releases}");
+    client_side_patches(&run, &kubectl).await;
+    server_dry_run(&run, &kubectl).await;
+    stateful_chart(&run, &kubectl, home.path()).await;
+    three_managers(&binary, &config, home.path(), &kubectl).await;
     server.server.shutdown().await;
+}
+
+/// `--server-side=false`: Helm's three-way strategic merge patches instead of apply.
+async fn client_side_patches(run: &impl Fn(&[&str]) -> Output, kubectl: &Kubectl) {
+    ok(
+        run(&["install", "csa", "./demo", "--server-side=false"]),
+        "install --server-side=false",
+    );
+    ok(
+        run(&[
+            "upgrade",
+            "csa",
+            "./demo",
+            "--server-side=false",
+            "--set",
+            "replicaCount=3",
+        ]),
+        "upgrade --server-side=false",
+    );
+    let replicas = kubectl
+        .ok(&["get", "deploy", "csa-demo", "-o", "jsonpath={.spec.replicas}"])
+        .await;
+    assert_eq!(replicas, "3");
+    let managers = kubectl
+        .ok(&[
+            "get",
+            "deploy",
+            "csa-demo",
+            "-o",
+            "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation} {end}",
+        ])
+        .await;
+    assert!(
+        !managers.contains("/Apply"),
+        "no apply without server-side apply: {managers}"
+    );
+    ok(run(&["uninstall", "csa"]), "uninstall csa");
+}
+
+/// `--dry-run=server` runs every write with dryRun=All: nothing is created.
+async fn server_dry_run(run: &impl Fn(&[&str]) -> Output, kubectl: &Kubectl) {
+    let out = ok(
+        run(&["install", "dry", "./demo", "--dry-run=server"]),
+        "install --dry-run=server",
+    );
+    assert!(out.contains("kind: Deployment"), "{out}");
+    let left = kubectl
+        .ok(&[
+            "get",
+            "deploy,svc,secret",
+            "-l",
+            "app.kubernetes.io/instance=dry",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert!(left.trim().is_empty(), "a dry run created {left}");
+}
+
+const STACK_CHART: &str = "apiVersion: v2\nname: stack\nversion: 0.1.0\n";
+const STACK_VALUES: &str = "message: hello\nreplicas: 1\n";
+const STACK_TEMPLATE: &str = r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ .Release.Name }}-secret
+stringData:
+  password: s3cret
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-config
+data:
+  message: {{ .Values.message | quote }}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .Release.Name }}-svc
+spec:
+  type: NodePort
+  selector: {app: stack}
+  ports:
+  - port: 80
+    targetPort: 8080
+    nodePort: 30080
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: {{ .Release.Name }}-db
+spec:
+  serviceName: {{ .Release.Name }}-svc
+  replicas: {{ .Values.replicas }}
+  selector:
+    matchLabels: {app: stack}
+  template:
+    metadata:
+      labels: {app: stack}
+    spec:
+      containers:
+      - name: db
+        image: busybox:1.36
+        ports:
+        - containerPort: 8080
+"#;
+
+/// `helm upgrade --install` of a chart with a Secret, a ConfigMap, a fixed-NodePort Service and a
+/// StatefulSet, installed and then upgraded.
+async fn stateful_chart(run: &impl Fn(&[&str]) -> Output, kubectl: &Kubectl, home: &Path) {
+    let chart = home.join("stack");
+    std::fs::create_dir_all(chart.join("templates")).expect("chart dir");
+    std::fs::write(chart.join("Chart.yaml"), STACK_CHART).expect("Chart.yaml");
+    std::fs::write(chart.join("values.yaml"), STACK_VALUES).expect("values.yaml");
+    std::fs::write(chart.join("templates/all.yaml"), STACK_TEMPLATE).expect("template");
+    ok(
+        run(&["upgrade", "--install", "stack", "./stack"]),
+        "upgrade --install (install)",
+    );
+    ok(
+        run(&[
+            "upgrade",
+            "--install",
+            "stack",
+            "./stack",
+            "--set",
+            "message=bye",
+            "--set",
+            "replicas=2",
+        ]),
+        "upgrade --install (upgrade)",
+    );
+    let state = kubectl
+        .ok(&[
+            "get",
+            "cm/stack-config",
+            "svc/stack-svc",
+            "sts/stack-db",
+            "-o",
+            "jsonpath={.items[0].data.message} {.items[1].spec.ports[0].nodePort} {.items[2].spec.replicas}",
+        ])
+        .await;
+    assert_eq!(state, "bye 30080 2");
+    let history = ok(run(&["history", "stack"]), "history stack");
+    assert!(
+        history.contains("superseded") && history.contains("deployed"),
+        "{history}"
+    );
+    ok(run(&["uninstall", "stack"]), "uninstall stack");
+    let left = kubectl
+        .ok(&["get", "secret/stack-secret", "--ignore-not-found", "-o", "name"])
+        .await;
+    assert!(left.trim().is_empty(), "{left}");
+}
+
+/// `helm template | kubectl apply --server-side`, a second manager changing one field, and the
+/// conflict the next apply reports until it forces.
+async fn three_managers(helm_binary: &Path, config: &Path, home: &Path, kubectl: &Kubectl) {
+    let rendered = ok(
+        helm(
+            helm_binary,
+            config,
+            home,
+            &["template", "tmpl", "./demo", "--skip-tests"],
+        ),
+        "template",
+    );
+    kubectl.ok(&["create", "namespace", "ssa"]).await;
+    let apply = ["apply", "--server-side", "-n", "ssa", "-f", "-"];
+    kubectl.ok_with_input(&apply, &rendered).await;
+    let revision = [
+        "get",
+        "deploy",
+        "tmpl-demo",
+        "-n",
+        "ssa",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ];
+    let before = kubectl.ok(&revision).await;
+    kubectl.ok_with_input(&apply, &rendered).await;
+    assert_eq!(
+        kubectl.ok(&revision).await,
+        before,
+        "a repeated apply changes nothing"
+    );
+
+    kubectl
+        .ok(&[
+            "patch",
+            "deploy",
+            "tmpl-demo",
+            "-n",
+            "ssa",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":3}}"#,
+        ])
+        .await;
+    let managers = kubectl
+        .ok(&[
+            "get",
+            "deploy",
+            "tmpl-demo",
+            "-n",
+            "ssa",
+            "-o",
+            "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation} {end}",
+        ])
+        .await;
+    assert_eq!(managers.trim(), "kubectl/Apply kubectl-patch/Update");
+    let conflict = kubectl.fails_with_input(&apply, &rendered).await;
+    assert!(
+        conflict.contains(
+            r#"Apply failed with 1 conflict: conflict with "kubectl-patch" using apps/v1: .spec.replicas"#
+        ),
+        "{conflict}"
+    );
+    let forced = [
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-n",
+        "ssa",
+        "-f",
+        "-",
+    ];
+    kubectl.ok_with_input(&forced, &rendered).await;
+    let after = kubectl
+        .ok(&[
+            "get",
+            "deploy",
+            "tmpl-demo",
+            "-n",
+            "ssa",
+            "-o",
+            "jsonpath={.spec.replicas} {range .metadata.managedFields[*]}{.manager}/{.operation} {end}",
+        ])
+        .await;
+    assert_eq!(after.trim(), "1 kubectl/Apply");
+    let shown = kubectl
+        .ok(&[
+            "get",
+            "deploy",
+            "tmpl-demo",
+            "-n",
+            "ssa",
+            "-o",
+            "yaml",
+            "--show-managed-fields",
+        ])
+        .await;
+    assert!(
+        shown.contains("manager: kubectl\n    operation: Apply"),
+        "{shown}"
+    );
+    kubectl.ok(&["delete", "namespace", "ssa"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

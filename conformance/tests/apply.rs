@@ -1,0 +1,164 @@
+//! Server-side apply requests kubectl will not send, over raw HTTPS (SQLite and PostgreSQL):
+//! bad input gets upstream's status codes and messages and writes nothing; an apply that creates
+//! answers 201 with an Apply entry; `force` belongs to apply only.
+
+use coxswain_conformance::kubectl::TestServer;
+use coxswain_conformance::raw::{RawResponse, request};
+use coxswain_storage::testing::fresh_database;
+
+const APPLY: &str = "application/apply-patch+yaml";
+const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
+
+async fn apply(server: &TestServer, path: &str, body: &str) -> RawResponse {
+    request(server, "PATCH", path, APPLY, body.as_bytes()).await
+}
+
+fn expect(response: &RawResponse, status: u16, text: &str) {
+    assert_eq!(response.status, status, "{}", response.body);
+    assert!(
+        response.body.contains(text),
+        "expected {text:?} in {}",
+        response.body
+    );
+}
+
+async fn scenario(storage: &str) {
+    let server = TestServer::start(storage).await;
+    let cfg = format!("{CONFIGMAPS}/cfg?fieldManager=tester");
+    let config = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: \"1\"\n";
+
+    let missing_manager = apply(&server, &format!("{CONFIGMAPS}/cfg"), config).await;
+    expect(
+        &missing_manager,
+        422,
+        r#"PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"#,
+    );
+    let malformed = apply(
+        &server,
+        &cfg,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: [name: cfg\n",
+    )
+    .await;
+    assert_eq!(malformed.status, 400, "{}", malformed.body);
+    let wrong_kind = apply(&server, &cfg, &config.replace("kind: ConfigMap", "kind: Secret")).await;
+    assert_eq!(wrong_kind.status, 400, "{}", wrong_kind.body);
+    let wrong_name = apply(&server, &cfg, &config.replace("name: cfg", "name: other")).await;
+    expect(
+        &wrong_name,
+        400,
+        "the name of the object (other) does not match the name on the URL (cfg)",
+    );
+    let wrong_namespace = apply(
+        &server,
+        &cfg,
+        &config.replace("name: cfg", "name: cfg\n  namespace: kube-system"),
+    )
+    .await;
+    expect(
+        &wrong_namespace,
+        400,
+        "the namespace of the provided object does not match the namespace sent on the request",
+    );
+    let bomb = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\n\
+        a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n\
+        c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n\
+        e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n\
+        g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]\n";
+    let bombed = apply(&server, &cfg, bomb).await;
+    assert_eq!(bombed.status, 400, "{}", bombed.body);
+    let deep = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg}}\ndata: {}1{}\n",
+        "{a: ".repeat(10_000),
+        "}".repeat(10_000)
+    );
+    let nested = apply(&server, &cfg, &deep).await;
+    assert_eq!(nested.status, 400, "{}", nested.body);
+    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: svc}\nspec:\n  ports:\n  - port: 80\n  - port: 80\n    protocol: TCP\n";
+    let duplicated = apply(
+        &server,
+        "/api/v1/namespaces/default/services/svc?fieldManager=tester",
+        service,
+    )
+    .await;
+    expect(
+        &duplicated,
+        400,
+        r#"failed to create typed patch object (svc; v1, Kind=Service): .spec.ports: duplicate entries for key [port=80,protocol=\"TCP\"]"#,
+    );
+    let listed = request(&server, "GET", CONFIGMAPS, "application/json", b"").await;
+    assert!(
+        !listed.body.contains(r#""name":"cfg""#),
+        "bad input wrote: {}",
+        listed.body
+    );
+    let services = request(
+        &server,
+        "GET",
+        "/api/v1/namespaces/default/services",
+        "application/json",
+        b"",
+    )
+    .await;
+    assert!(!services.body.contains(r#""name":"svc""#), "{}", services.body);
+
+    // An apply that creates answers 201 with the applier's Apply entry; applying again is a no-op.
+    let created = apply(&server, &cfg, config).await;
+    expect(&created, 201, r#""operation":"Apply""#);
+    let again = apply(&server, &cfg, config).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    let revision = |body: &str| {
+        serde_json::from_str::<serde_json::Value>(body).expect("json")["metadata"]["resourceVersion"].clone()
+    };
+    assert_eq!(revision(&created.body), revision(&again.body));
+
+    // force is for apply only; a JSON patch may have at most 10,000 operations.
+    let merge = request(
+        &server,
+        "PATCH",
+        &format!("{CONFIGMAPS}/cfg?force=true"),
+        "application/merge-patch+json",
+        br#"{"data":{"b":"2"}}"#,
+    )
+    .await;
+    expect(
+        &merge,
+        422,
+        "force: Forbidden: may not be specified for non-apply patch",
+    );
+    let operations = vec![r#"{"op":"add","path":"/data/x","value":"y"}"#; 10_001].join(",");
+    let huge = request(
+        &server,
+        "PATCH",
+        &format!("{CONFIGMAPS}/cfg"),
+        "application/json-patch+json",
+        format!("[{operations}]").as_bytes(),
+    )
+    .await;
+    expect(
+        &huge,
+        413,
+        "Request entity too large: The allowed maximum operations in a JSON patch is 10000, got 10001",
+    );
+    let unchanged = request(
+        &server,
+        "GET",
+        &format!("{CONFIGMAPS}/cfg"),
+        "application/json",
+        b"",
+    )
+    .await;
+    assert_eq!(revision(&unchanged.body), revision(&created.body));
+    server.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_apply_requests() {
+    scenario("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_apply_requests() {
+    let base = std::env::var("COXSWAIN_TEST_POSTGRES_URL")
+        .expect("COXSWAIN_TEST_POSTGRES_URL must name a PostgreSQL server (scripts/test.sh starts one)");
+    scenario(&fresh_database(&base).await).await;
+}

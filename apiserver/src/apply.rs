@@ -315,6 +315,40 @@ fn conflict_error(conflicts: &[(String, Path)]) -> ApiError {
     ApiError::apply_conflict(message, causes)
 }
 
+/// The manager whose applies take over what client-side apply last applied.
+const UPGRADING_MANAGER: &str = "kubectl";
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The fields of the live object's last-applied-configuration annotation (same apiVersion) that
+/// still have the values it applied.
+fn last_applied_fields(writer: &Writer<'_>, status: bool, live: &Value) -> Option<BTreeSet<Path>> {
+    let text = live
+        .pointer("/metadata/annotations")?
+        .get(LAST_APPLIED)?
+        .as_str()?;
+    let last: Value = serde_json::from_str(text).ok()?;
+    if last.get("apiVersion").and_then(Value::as_str) != Some(writer.api_version) {
+        return None;
+    }
+    let paths: BTreeSet<Path> = managed::paths_of(&last, writer.group, writer.version, writer.kind, status)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
+    let same: BTreeSet<Path> = paths
+        .iter()
+        .filter(|path| {
+            let has_children = paths.iter().any(|p| p.len() > path.len() && p.starts_with(path));
+            match (value_at(&last, path), value_at(live, path)) {
+                (Some(_), Some(_)) if has_children => true,
+                (Some(applied), Some(current)) => applied == current,
+                _ => false,
+            }
+        })
+        .cloned()
+        .collect();
+    Some(same)
+}
+
 fn fields_of(entry: &Value) -> BTreeSet<Path> {
     entry
         .get("fieldsV1")
@@ -416,6 +450,16 @@ pub fn apply(writer: &Writer<'_>, force: bool, live: Option<&Value>, config: &Va
         others.push((entry, owned));
     }
     if !conflicts.is_empty() {
+        if writer.manager == UPGRADING_MANAGER
+            && let Some(allowed) = last_applied_fields(writer, status, &base)
+        {
+            // The upgrade from client-side apply: fields kubectl itself last applied (still as
+            // applied) are taken over without a conflict.
+            conflicts.retain(|(_, path)| !allowed.contains(path));
+            if conflicts.is_empty() {
+                return apply(writer, true, live, config);
+            }
+        }
         return Err(conflict_error(&conflicts));
     }
 

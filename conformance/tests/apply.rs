@@ -148,7 +148,83 @@ async fn scenario(storage: &str) {
     )
     .await;
     assert_eq!(revision(&unchanged.body), revision(&created.body));
+    subresources(&server).await;
     server.server.shutdown().await;
+}
+
+/// Apply on the status and scale subresources records entries for those subresources.
+async fn subresources(server: &TestServer) {
+    let deployments = "/apis/apps/v1/namespaces/default/deployments";
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 1\n  \
+        selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    \
+        spec: {containers: [{name: web, image: nginx}]}\n";
+    let created = apply(
+        server,
+        &format!("{deployments}/web?fieldManager=tester"),
+        deployment,
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let status = apply(
+        server,
+        &format!("{deployments}/web/status?fieldManager=controller"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nstatus: {replicas: 1, readyReplicas: 1}\n",
+    )
+    .await;
+    expect(&status, 200, r#""readyReplicas":1"#);
+    // Another applier's replicas conflict on the scale subresource too, until forced.
+    let scale = "apiVersion: autoscaling/v1\nkind: Scale\nmetadata: {name: web}\nspec: {replicas: 4}\n";
+    let refused = apply(
+        server,
+        &format!("{deployments}/web/scale?fieldManager=autoscaler"),
+        scale,
+    )
+    .await;
+    expect(&refused, 409, r#"conflict with \"tester\": .spec.replicas"#);
+    let scaled = apply(
+        server,
+        &format!("{deployments}/web/scale?fieldManager=autoscaler&force=true"),
+        scale,
+    )
+    .await;
+    expect(&scaled, 200, r#""replicas":4"#);
+    let read = request(
+        server,
+        "GET",
+        &format!("{deployments}/web"),
+        "application/json",
+        b"",
+    )
+    .await;
+    let object: serde_json::Value = serde_json::from_str(&read.body).expect("json");
+    assert_eq!(object["spec"]["replicas"], 4);
+    let entries: Vec<String> = object["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .map(|e| format!("{}/{}/{}", e["manager"], e["operation"], e["subresource"]))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            r#""autoscaler"/"Apply"/"scale""#,
+            r#""controller"/"Apply"/"status""#,
+            r#""tester"/"Apply"/null"#,
+        ],
+        "{entries:?}"
+    );
+    // The scale applier now owns spec.replicas: the original applier conflicts on it.
+    let conflict = apply(
+        server,
+        &format!("{deployments}/web?fieldManager=tester"),
+        deployment,
+    )
+    .await;
+    expect(
+        &conflict,
+        409,
+        r#"Apply failed with 1 conflict: conflict with \"autoscaler\" with subresource \"scale\": .spec.replicas"#,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -360,6 +360,36 @@ async fn three_managers(helm_binary: &Path, config: &Path, home: &Path, kubectl:
         shown.contains("manager: kubectl\n    operation: Apply"),
         "{shown}"
     );
+
+    // Client-side apply to server-side apply and back: kubectl moves the ownership itself.
+    let config = |value: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"moved"}},"data":{{"k":"{value}"}}}}"#
+        )
+    };
+    kubectl
+        .ok_with_input(&["apply", "-n", "ssa", "-f", "-"], &config("a"))
+        .await;
+    kubectl.ok_with_input(&apply, &config("b")).await;
+    let managers = [
+        "get",
+        "cm",
+        "moved",
+        "-n",
+        "ssa",
+        "-o",
+        "jsonpath={.data.k} {range .metadata.managedFields[*]}{.manager}/{.operation} {end}",
+    ];
+    let upgraded = kubectl.ok(&managers).await;
+    assert!(
+        upgraded.starts_with("b kubectl/Apply") && !upgraded.contains("kubectl-client-side-apply"),
+        "{upgraded}"
+    );
+    let back = kubectl
+        .ok_with_input(&["apply", "-n", "ssa", "-f", "-"], &config("c"))
+        .await;
+    assert!(back.contains("configmap/moved configured"), "{back}");
+    assert!(kubectl.ok(&managers).await.starts_with("c "));
     kubectl.ok(&["delete", "namespace", "ssa"]).await;
 }
 

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use coxswain_storage::{
     ClusterScope, ListRequest, ObjectKey, Preconditions, Scope, SqlStore, Store, StoreOptions,
 };
+use futures::StreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::{Value, json};
@@ -74,6 +75,9 @@ struct AppState {
     tokens: Tokens,
     /// Logical clusters whose initial namespaces are known to exist.
     bootstrapped: Mutex<HashSet<String>>,
+    /// `/openapi/v2`, built on first use (the registry does not change while serving).
+    openapi_v2: std::sync::OnceLock<Value>,
+    openapi_v2_protobuf: std::sync::OnceLock<bytes::Bytes>,
 }
 
 /// A started server.
@@ -188,6 +192,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         registry: Arc::new(registry::builtin_with(config.service_network)),
         tokens,
         bootstrapped: Mutex::new(HashSet::new()),
+        openapi_v2: std::sync::OnceLock::new(),
+        openapi_v2_protobuf: std::sync::OnceLock::new(),
     });
     ensure_cluster(&state, DEFAULT_CLUSTER)
         .await
@@ -301,14 +307,16 @@ async fn handle(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.trim_start().starts_with("application/yaml"));
-    let wants_protobuf = request
+    let first_accepted = request
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| {
-            let first = accept.split(',').next().unwrap_or("");
-            first.split(';').next().unwrap_or("").trim() == crate::protobuf::MEDIA_TYPE
-        });
+        .and_then(|accept| accept.split(',').next())
+        .unwrap_or("")
+        .to_string();
+    let wants_protobuf = first_accepted.split(';').next().unwrap_or("").trim() == crate::protobuf::MEDIA_TYPE;
+    // Tables have no protobuf form here; a table watch stays JSON.
+    let wants_protobuf_events = wants_protobuf && !first_accepted.contains("as=");
     let watching = request
         .uri()
         .query()
@@ -319,13 +327,65 @@ async fn handle(
     };
     let response = if wants_yaml && !watching {
         as_yaml(response).await
-    } else if wants_protobuf && !watching && response.status().is_success() {
-        as_protobuf(response).await
+    } else if wants_protobuf && response.status().is_success() {
+        if watching {
+            if wants_protobuf_events {
+                as_protobuf_watch(response)
+            } else {
+                response
+            }
+        } else {
+            as_protobuf(response).await
+        }
     } else {
         response
     };
     debug!(%method, %path, status = response.status().as_u16(), "request");
     response
+}
+
+/// Re-encodes a JSON-lines watch stream as length-prefixed protobuf WatchEvents, event by event.
+/// An event the schema table cannot express (none of the built-in kinds) is dropped with a warning.
+fn as_protobuf_watch(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t == "application/json");
+    if !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let frames = body
+        .into_data_stream()
+        .scan(Vec::<u8>::new(), |pending, chunk| {
+            let mut frames = Vec::new();
+            match chunk {
+                Ok(bytes) => {
+                    pending.extend_from_slice(&bytes);
+                    while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = pending.drain(..=end).collect();
+                        let encoded = serde_json::from_slice::<Value>(&line)
+                            .map_err(|err| err.to_string())
+                            .and_then(|event| {
+                                crate::protobuf::watch_frame(&event).map_err(|err| err.to_string())
+                            });
+                        match encoded {
+                            Ok(frame) => frames.push(Ok(bytes::Bytes::from(frame))),
+                            Err(err) => warn!(error = %err, "watch event without a protobuf form; dropped"),
+                        }
+                    }
+                }
+                Err(err) => frames.push(Err(err)),
+            }
+            std::future::ready(Some(futures::stream::iter(frames)))
+        })
+        .flatten();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::protobuf::WATCH_MEDIA_TYPE),
+    );
+    Response::from_parts(parts, Body::from_stream(frames))
 }
 
 /// Re-encodes a JSON response as Kubernetes protobuf when the schema table can express it; JSON
@@ -459,11 +519,28 @@ async fn route(
                 .map(json)
                 .ok_or_else(ApiError::no_route)
         }
-        // kubectl asks for the protobuf form first and copes with a 404; JSON is served.
-        Endpoint::OpenApiV2 if accept.contains("protobuf") && !accept.contains("json") => {
-            Err(ApiError::no_route())
+        Endpoint::OpenApiV2 => {
+            let document = state
+                .openapi_v2
+                .get_or_init(|| crate::openapi::v2_document(&state.registry));
+            let first = accept.split(',').next().unwrap_or("").trim();
+            if crate::openapi::v2_protobuf::MEDIA_TYPES
+                .iter()
+                .any(|t| first.starts_with(t))
+            {
+                let encoded = state
+                    .openapi_v2_protobuf
+                    .get_or_init(|| bytes::Bytes::from(crate::openapi::v2_protobuf::encode(document)));
+                let mut response = (StatusCode::OK, encoded.clone()).into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(crate::openapi::v2_protobuf::RESPONSE_MEDIA_TYPE),
+                );
+                Ok(response)
+            } else {
+                Ok(json(document.clone()))
+            }
         }
-        Endpoint::OpenApiV2 => Ok(json(crate::openapi::v2_document(&state.registry))),
         Endpoint::Resource(target) => {
             ensure_cluster(state, &cluster).await?;
             let deleting_namespace = parts.method == axum::http::Method::DELETE

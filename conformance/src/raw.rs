@@ -13,7 +13,9 @@ use crate::kubectl::TestServer;
 #[derive(Debug, Clone)]
 pub struct RawResponse {
     pub status: u16,
+    /// The body as text (lossy).
     pub body: String,
+    pub body_bytes: Vec<u8>,
 }
 
 fn pki_file(server: &TestServer, name: &str) -> Vec<u8> {
@@ -21,12 +23,28 @@ fn pki_file(server: &TestServer, name: &str) -> Vec<u8> {
         .unwrap_or_else(|err| panic!("read pki/{name}: {err}"))
 }
 
-/// Sends one request with the admin client certificate and returns the response.
+/// Sends one request with the admin client certificate (accepting JSON) and returns the response.
 pub async fn request(
     server: &TestServer,
     method: &str,
     path: &str,
     content_type: &str,
+    body: &[u8],
+) -> RawResponse {
+    send(server, method, path, content_type, "application/json", body).await
+}
+
+/// A GET accepting `accept`.
+pub async fn request_with_accept(server: &TestServer, path: &str, accept: &str) -> RawResponse {
+    send(server, "GET", path, "application/json", accept, b"").await
+}
+
+async fn send(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    accept: &str,
     body: &[u8],
 ) -> RawResponse {
     let mut roots = rustls::RootCertStore::empty();
@@ -51,7 +69,7 @@ pub async fn request(
     let name = ServerName::try_from("127.0.0.1").expect("server name");
     let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: coxswain-conformance\r\nAccept: application/json\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: coxswain-conformance\r\nAccept: {accept}\r\n\
          Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
@@ -82,6 +100,7 @@ fn parse(response: &[u8]) -> RawResponse {
     RawResponse {
         status,
         body: String::from_utf8_lossy(&body).into_owned(),
+        body_bytes: body,
     }
 }
 

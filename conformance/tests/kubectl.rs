@@ -613,6 +613,18 @@ async fn workloads(kubectl: &Kubectl, ns: &str) {
         recursive.contains("rollingUpdate\t<RollingUpdateDeployment>"),
         "{recursive}"
     );
+    // The protobuf form of /openapi/v2.
+    let v2 = kubectl
+        .ok(&[
+            "explain",
+            "deployment.spec.strategy",
+            "--output=plaintext-openapiv2",
+        ])
+        .await;
+    assert!(
+        v2.contains("RESOURCE: strategy <Object>") && v2.contains("rollingUpdate\t<Object>"),
+        "{v2}"
+    );
     let typo = APP_V1
         .replace("name: web\n  labels", "name: typo\n  labels")
         .replace(

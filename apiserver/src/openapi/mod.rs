@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 
 use crate::registry::{Registry, ResourceKind};
 
+pub mod v2_protobuf;
+
 /// The upstream schemas by definition name, and the definition name of each (group, version, kind).
 struct Definitions {
     schemas: HashMap<String, Value>,
@@ -269,6 +271,16 @@ fn to_v2(node: &Value) -> Value {
             let mut out = serde_json::Map::new();
             for (key, value) in map {
                 match (key.as_str(), value) {
+                    // v2 puts a reference and its description side by side, without allOf.
+                    ("allOf", Value::Array(parts))
+                        if parts.len() == 1
+                            && parts[0].get("$ref").is_some()
+                            && !map.contains_key("$ref") =>
+                    {
+                        if let Value::Object(reference) = to_v2(&parts[0]) {
+                            out.extend(reference);
+                        }
+                    }
                     ("$ref", Value::String(reference)) => {
                         out.insert(
                             key.clone(),

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{MAGIC, MAX_DEPTH, ProtobufError, Result, Schema, schema};
 
-pub(super) fn varint(mut value: u64, out: &mut Vec<u8>) {
+pub(crate) fn varint(mut value: u64, out: &mut Vec<u8>) {
     loop {
         let byte = (value & 0x7f) as u8;
         value >>= 7;
@@ -19,11 +19,11 @@ pub(super) fn varint(mut value: u64, out: &mut Vec<u8>) {
     }
 }
 
-fn key(tag: u32, wire: u8, out: &mut Vec<u8>) {
+pub(crate) fn key(tag: u32, wire: u8, out: &mut Vec<u8>) {
     varint((u64::from(tag) << 3) | u64::from(wire), out);
 }
 
-pub(super) fn bytes_field(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn bytes_field(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
     key(tag, 2, out);
     varint(bytes.len() as u64, out);
     out.extend_from_slice(bytes);
@@ -223,6 +223,23 @@ pub fn encode(object: &Value) -> Result<Vec<u8>> {
     Ok(body)
 }
 
+/// One event of a protobuf watch stream: a `metav1.WatchEvent` (its object encoded with the
+/// envelope, as [`encode`] does), preceded by its length as four big-endian bytes.
+pub fn watch_frame(event: &Value) -> Result<Vec<u8>> {
+    let kind = event.get("type").and_then(Value::as_str).unwrap_or_default();
+    let object = encode(event.get("object").unwrap_or(&Value::Null))?;
+    let mut raw_extension = Vec::new();
+    bytes_field(1, &object, &mut raw_extension);
+    let mut message = Vec::new();
+    bytes_field(1, kind.as_bytes(), &mut message);
+    bytes_field(2, &raw_extension, &mut message);
+    let length =
+        u32::try_from(message.len()).map_err(|_| ProtobufError::Malformed("a watch event over 4 GiB"))?;
+    let mut frame = length.to_be_bytes().to_vec();
+    frame.extend_from_slice(&message);
+    Ok(frame)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +273,22 @@ mod tests {
         assert_eq!(back, deployment);
         assert_eq!(parse_duration("1h2m3.5s"), Some(3_723_500_000_000));
         assert!(encode(&json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": 1}})).is_err());
+    }
+
+    #[test]
+    fn a_watch_frame_is_a_length_prefixed_event_around_an_enveloped_object() {
+        let object =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}});
+        let frame = watch_frame(&json!({"type": "MODIFIED", "object": object})).unwrap();
+        let length = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+        assert_eq!(length, frame.len() - 4);
+        let mut expected = Vec::new();
+        bytes_field(1, b"MODIFIED", &mut expected);
+        let enveloped = encode(&object).unwrap();
+        let mut raw = Vec::new();
+        bytes_field(1, &enveloped, &mut raw);
+        bytes_field(2, &raw, &mut expected);
+        assert_eq!(&frame[4..], expected.as_slice());
+        assert_eq!(crate::protobuf::decode(&enveloped).unwrap(), object);
     }
 }

@@ -389,8 +389,12 @@ fn special(type_name: &str, mut object: Map<String, Value>) -> Value {
     }
 }
 
+pub(crate) use encode::{bytes_field, key, varint};
 /// Decodes a `k8s\0`-framed body into JSON with `apiVersion` and `kind` set.
-pub use encode::encode;
+pub use encode::{encode, watch_frame};
+
+/// The content type of a protobuf watch stream.
+pub const WATCH_MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf;stream=watch";
 
 pub fn decode(body: &[u8]) -> Result<Value> {
     let schema = schema()?;

@@ -1,9 +1,10 @@
-//! Server-side apply requests kubectl will not send, over raw HTTPS (SQLite and PostgreSQL):
-//! bad input gets upstream's status codes and messages and writes nothing; an apply that creates
-//! answers 201 with an Apply entry; `force` belongs to apply only.
+//! Requests kubectl will not send, over raw HTTPS (SQLite and PostgreSQL): server-side apply bad
+//! input gets upstream's status codes and messages and writes nothing; an apply that creates
+//! answers 201 with an Apply entry; `force` belongs to apply only; apply on status and scale; a
+//! watch asked for in protobuf streams length-prefixed WatchEvents.
 
 use coxswain_conformance::kubectl::TestServer;
-use coxswain_conformance::raw::{RawResponse, request};
+use coxswain_conformance::raw::{RawResponse, request, request_with_accept};
 use coxswain_storage::testing::fresh_database;
 
 const APPLY: &str = "application/apply-patch+yaml";
@@ -149,7 +150,27 @@ async fn scenario(storage: &str) {
     .await;
     assert_eq!(revision(&unchanged.body), revision(&created.body));
     subresources(&server).await;
+    protobuf_watch(&server).await;
     server.server.shutdown().await;
+}
+
+/// `Accept: application/vnd.kubernetes.protobuf` on a watch: frames of a 4-byte big-endian length
+/// and a WatchEvent whose object carries the `k8s\0` envelope.
+async fn protobuf_watch(server: &TestServer) {
+    let response = request_with_accept(
+        server,
+        &format!("{CONFIGMAPS}?watch=true&timeoutSeconds=1"),
+        "application/vnd.kubernetes.protobuf, application/json",
+    )
+    .await;
+    assert_eq!(response.status, 200);
+    let body = response.body_bytes;
+    assert!(body.len() > 4, "no events");
+    let length = u32::from_be_bytes([body[0], body[1], body[2], body[3]]) as usize;
+    let frame = &body[4..4 + length];
+    assert_eq!(&frame[..2], &[0x0a, 5], "the first field is the type ADDED");
+    assert_eq!(&frame[2..7], b"ADDED");
+    assert!(frame.windows(4).any(|w| w == b"k8s\0"), "the object is enveloped");
 }
 
 /// Apply on the status and scale subresources records entries for those subresources.

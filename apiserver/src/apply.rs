@@ -330,7 +330,7 @@ fn last_applied_fields(writer: &Writer<'_>, status: bool, live: &Value) -> Optio
     if last.get("apiVersion").and_then(Value::as_str) != Some(writer.api_version) {
         return None;
     }
-    let paths: BTreeSet<Path> = managed::paths_of(&last, writer.group, writer.version, writer.kind, status)
+    let paths: BTreeSet<Path> = managed::paths_of(&last, writer.schema, status)
         .into_iter()
         .map(|(path, _)| path)
         .collect();
@@ -361,7 +361,7 @@ fn fields_of(entry: &Value) -> BTreeSet<Path> {
 /// validates.
 pub fn apply(writer: &Writer<'_>, force: bool, live: Option<&Value>, config: &Value) -> ApiResult<Value> {
     let status = writer.subresource == Some("status");
-    let schema = openapi::schema_of(writer.group, writer.version, writer.kind);
+    let schema = writer.schema;
     // Only the part this endpoint writes: the status subresource applies status, the main resource
     // everything else.
     let mut applied = config.clone();
@@ -401,11 +401,10 @@ pub fn apply(writer: &Writer<'_>, force: bool, live: Option<&Value>, config: &Va
     let mut merged = base.clone();
     merge(&mut merged, &applied, schema, 0);
 
-    let applied_set: BTreeSet<Path> =
-        managed::paths_of(&applied, writer.group, writer.version, writer.kind, status)
-            .into_iter()
-            .map(|(path, _)| path)
-            .collect();
+    let applied_set: BTreeSet<Path> = managed::paths_of(&applied, writer.schema, status)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
     // Paths with something below them in the configuration: list items and map parents.
     let parents: BTreeSet<Path> = applied_set
         .iter()
@@ -526,6 +525,7 @@ mod tests {
             group: "apps",
             version: "v1",
             kind: "Deployment",
+            schema: crate::openapi::schema_of("apps", "v1", "Deployment"),
             subresource: None,
             time: "2026-01-01T00:00:00Z",
         }

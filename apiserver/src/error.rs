@@ -209,6 +209,18 @@ impl ApiError {
         )
     }
 
+    /// 415 for a patch type the resource does not take (strategic merge on custom resources).
+    pub fn unsupported_patch_type(accepted: &[&str]) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {}",
+                accepted.join(", ")
+            ),
+        )
+    }
+
     /// 413 with upstream's `Request entity too large: …` wording for `why`.
     pub fn too_large_because(why: impl std::fmt::Display) -> Self {
         Self::new(

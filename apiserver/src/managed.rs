@@ -110,14 +110,7 @@ fn collect(value: &Value, schema: Option<&Value>, path: &mut Path, out: &mut Vec
 }
 
 /// The paths of an object with their values (item and parent markers carry `null`).
-pub(crate) fn paths_of(
-    object: &Value,
-    group: &str,
-    version: &str,
-    kind: &str,
-    status: bool,
-) -> Vec<(Path, Value)> {
-    let schema = openapi::schema_of(group, version, kind);
+pub(crate) fn paths_of(object: &Value, schema: Option<&Value>, status: bool) -> Vec<(Path, Value)> {
     let mut out = Vec::new();
     let Some(map) = object.as_object() else {
         return out;
@@ -198,6 +191,8 @@ pub struct Writer<'a> {
     pub group: &'a str,
     pub version: &'a str,
     pub kind: &'a str,
+    /// The kind's schema, if it has one (field ownership follows its list and map types).
+    pub schema: Option<&'a Value>,
     /// `status` for the status subresource.
     pub subresource: Option<&'a str>,
     pub time: &'a str,
@@ -207,9 +202,9 @@ pub struct Writer<'a> {
 /// `new.metadata.managedFields`.
 pub fn record_update(writer: &Writer<'_>, old: Option<&Value>, new: &mut Value) {
     let status = writer.subresource == Some("status");
-    let new_paths = paths_of(new, writer.group, writer.version, writer.kind, status);
+    let new_paths = paths_of(new, writer.schema, status);
     let old_paths = old
-        .map(|o| paths_of(o, writer.group, writer.version, writer.kind, status))
+        .map(|o| paths_of(o, writer.schema, status))
         .unwrap_or_default();
     let old_values: std::collections::HashMap<&Path, &Value> =
         old_paths.iter().map(|(p, v)| (p, v)).collect();
@@ -359,6 +354,7 @@ mod tests {
             group: "apps",
             version: "v1",
             kind: "Deployment",
+            schema: crate::openapi::schema_of("apps", "v1", "Deployment"),
             subresource: None,
             time: "2026-01-01T00:00:00Z",
         }

@@ -46,12 +46,12 @@ pub struct Subresource {
     pub verbs: &'static [&'static str],
 }
 
-const STATUS: Subresource = Subresource {
+pub(crate) const STATUS: Subresource = Subresource {
     name: "status",
     kind: None,
     verbs: &["get", "patch", "update"],
 };
-const SCALE: Subresource = Subresource {
+pub(crate) const SCALE: Subresource = Subresource {
     name: "scale",
     kind: Some(("autoscaling", "v1", "Scale")),
     verbs: &["get", "patch", "update"],
@@ -104,6 +104,39 @@ pub struct ResourceKind {
     pub hooks: Option<Arc<dyn WriteHooks>>,
     /// Another resource's storage this one is served from, with the conversion between them.
     pub stored_as: Option<(&'static str, Arc<dyn Conversion>)>,
+    /// Set for resources defined by a CustomResourceDefinition.
+    pub custom: Option<Arc<CustomResource>>,
+}
+
+/// What a custom resource's definition adds to its configuration.
+#[derive(Debug, Clone)]
+pub struct CustomResource {
+    /// The version's schema, with `apiVersion`, `kind` and `metadata` added at the root.
+    pub schema: serde_json::Value,
+    pub printer_columns: Vec<PrinterColumn>,
+    /// The scale subresource's paths, as JSON pointers.
+    pub scale: Option<ScalePaths>,
+    /// Served but deprecated: a warning on every request.
+    pub deprecation_warning: Option<String>,
+}
+
+/// One `additionalPrinterColumns` entry.
+#[derive(Debug, Clone)]
+pub struct PrinterColumn {
+    pub name: String,
+    pub kind: String,
+    pub format: String,
+    pub description: String,
+    pub priority: u32,
+    pub json_path: String,
+}
+
+/// Where a custom resource keeps what its scale subresource shows.
+#[derive(Debug, Clone)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    pub label_selector: Option<String>,
 }
 
 impl fmt::Debug for ResourceKind {
@@ -148,6 +181,15 @@ impl ResourceKind {
 
     pub fn has_status(&self) -> bool {
         self.subresource("status").is_some()
+    }
+
+    /// The schema of this resource's objects: the definition's for a custom resource, else
+    /// upstream's.
+    pub fn schema(&self) -> Option<&serde_json::Value> {
+        match &self.custom {
+            Some(custom) => Some(&custom.schema),
+            None => crate::openapi::schema_of(self.group, self.version, self.kind),
+        }
     }
 }
 
@@ -225,6 +267,20 @@ impl Registry {
             .find(|k| k.stored_as.is_none() && k.storage_resource() == storage_resource)
     }
 
+    /// This registry plus `kinds` (custom resources of one logical cluster).
+    pub fn with_kinds(&self, kinds: Vec<ResourceKind>) -> Registry {
+        let mut registry = self.clone();
+        for kind in kinds {
+            registry.add(kind);
+        }
+        registry
+    }
+
+    /// Every served resource.
+    pub fn kinds(&self) -> impl Iterator<Item = &ResourceKind> {
+        self.kinds.values()
+    }
+
     pub fn storage_resources(&self) -> Vec<(String, bool)> {
         let mut seen: Vec<(String, bool)> = Vec::new();
         for kind in self.kinds.values() {
@@ -281,6 +337,7 @@ fn kind(
         strategy: strategy::for_resource(group, resource),
         hooks: None,
         stored_as: None,
+        custom: None,
     }
 }
 
@@ -649,6 +706,17 @@ pub fn builtin_with(network: ServiceNetwork) -> Registry {
             &["sc"],
             &[],
             &[],
+        ),
+        kind(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "customresourcedefinition",
+            "CustomResourceDefinition",
+            false,
+            &["crd", "crds"],
+            &["api-extensions"],
+            &[STATUS],
         ),
         kind(
             "scheduling.k8s.io",

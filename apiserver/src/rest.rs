@@ -95,7 +95,7 @@ pub async fn serve(store: &Arc<dyn Store>, request: ResourceRequest<'_>) -> ApiR
         (Method::GET, Some(name), None | Some("status")) => get(store, &request, name).await,
         (Method::GET, Some(name), Some("scale")) => {
             let stored = get_object(store, &request, name).await?;
-            Ok(json_response(StatusCode::OK, &scale_of(&stored)?))
+            Ok(json_response(StatusCode::OK, &scale_of(request.kind(), &stored)?))
         }
         (Method::POST, None, None) => create(store, &request).await,
         (Method::POST, Some(name), Some("binding")) => bind(store, &request, name).await,
@@ -238,7 +238,7 @@ async fn get(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str) 
             .pointer("/metadata/resourceVersion")
             .cloned()
             .unwrap_or(json!(""));
-        let table = table::table(kind.columns, &[object], json!({ "resourceVersion": rv }), true);
+        let table = table::for_kind(kind, &[object], json!({ "resourceVersion": rv }), true);
         return Ok(json_response(StatusCode::OK, &table));
     }
     Ok(json_response(StatusCode::OK, &object))
@@ -322,7 +322,7 @@ async fn list(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiResul
     if request.wants_table() {
         return Ok(json_response(
             StatusCode::OK,
-            &table::table(kind.columns, &items, metadata, true),
+            &table::for_kind(kind, &items, metadata, true),
         ));
     }
     let list = json!({
@@ -423,7 +423,7 @@ async fn watch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>) -> ApiResu
                 .pointer("/metadata/resourceVersion")
                 .cloned()
                 .unwrap_or(json!(""));
-            let t = table::table(kind.columns, &[object], json!({ "resourceVersion": rv }), *first);
+            let t = table::for_kind(&kind, &[object], json!({ "resourceVersion": rv }), *first);
             *first = false;
             event_line(event, &t)
         } else {
@@ -563,7 +563,7 @@ fn field_validation(request: &ResourceRequest<'_>) -> ApiResult<FieldValidation>
 fn check_unknown_fields(request: &ResourceRequest<'_>, object: &mut Value) -> ApiResult<Vec<String>> {
     let kind = request.kind();
     let mode = field_validation(request)?;
-    let unknown = crate::schema::prune_unknown(object, kind.group, kind.version, kind.kind);
+    let unknown = crate::schema::prune_unknown(object, kind.schema());
     if unknown.is_empty() || mode == FieldValidation::Ignore {
         return Ok(Vec::new());
     }
@@ -763,6 +763,7 @@ fn with_writer<R>(request: &ResourceRequest<'_>, f: impl FnOnce(&crate::managed:
         manager: &manager,
         api_version: &api_version,
         group: kind.group,
+        schema: kind.schema(),
         version: kind.version,
         kind: kind.kind,
         subresource: request.target.subresource.as_deref(),
@@ -927,14 +928,14 @@ async fn update(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &st
         let wanted = object::resource_version(&incoming)?;
         let response = write_update(store, request, name, Ownership::Update, |old| {
             let mut new = old.clone();
-            new["spec"]["replicas"] = replicas.clone();
+            set_at(&mut new, replicas_pointer(&kind), replicas.clone());
             if let Some(rv) = wanted {
                 new["metadata"]["resourceVersion"] = json!(rv.to_string());
             }
             merge_update(&kind, None, old, new)
         })
         .await?;
-        return scale_response(response).await;
+        return scale_response(&kind, response).await;
     }
     write_update(store, request, name, Ownership::Update, |old| {
         merge_update(&kind, subresource.as_deref(), old, incoming.clone())
@@ -950,18 +951,67 @@ fn body_json_or_untyped(request: &ResourceRequest<'_>) -> ApiResult<Value> {
     body_json(request)
 }
 
-async fn scale_response(response: Response) -> ApiResult<Response> {
+async fn scale_response(kind: &ResourceKind, response: Response) -> ApiResult<Response> {
     let status = response.status();
     let body = axum::body::to_bytes(response.into_body(), MAX_BODY_BYTES * 4)
         .await
         .map_err(|err| ApiError::internal(err.to_string()))?;
     let object = decode_json(&body)?;
-    Ok(json_response(status, &scale_of(&object)?))
+    Ok(json_response(status, &scale_of(kind, &object)?))
+}
+
+/// Where a scalable kind keeps its desired replicas, as a JSON pointer.
+fn replicas_pointer(kind: &ResourceKind) -> &str {
+    match kind.custom.as_ref().and_then(|c| c.scale.as_ref()) {
+        Some(scale) => &scale.spec_replicas,
+        None => "/spec/replicas",
+    }
+}
+
+/// Sets the value at a JSON pointer, creating the objects on the way.
+fn set_at(object: &mut Value, pointer: &str, value: Value) {
+    let mut node = object;
+    let steps: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let Some((last, parents)) = steps.split_last() else {
+        return;
+    };
+    for step in parents {
+        if !node.get(step.as_str()).is_some_and(Value::is_object) {
+            node[step.as_str()] = json!({});
+        }
+        node = &mut node[step.as_str()];
+    }
+    node[last.as_str()] = value;
 }
 
 /// The autoscaling/v1 Scale of a scalable object.
-fn scale_of(object: &Value) -> ApiResult<Value> {
+fn scale_of(kind: &ResourceKind, object: &Value) -> ApiResult<Value> {
     let metadata = object.get("metadata").cloned().unwrap_or(json!({}));
+    if let Some(scale) = kind.custom.as_ref().and_then(|c| c.scale.as_ref()) {
+        let selector = scale
+            .label_selector
+            .as_deref()
+            .and_then(|pointer| object.pointer(pointer))
+            .cloned()
+            .unwrap_or(json!(""));
+        let mut status = json!({
+            "replicas": object.pointer(&scale.status_replicas).cloned().unwrap_or(json!(0)),
+        });
+        if selector != json!("") {
+            status["selector"] = selector;
+        }
+        return Ok(json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": scale_metadata(&metadata),
+            "spec": { "replicas": object.pointer(&scale.spec_replicas).cloned().unwrap_or(json!(0)) },
+            "status": status,
+        }));
+    }
     let selector = object
         .pointer("/spec/selector/matchLabels")
         .or_else(|| object.pointer("/spec/selector"))
@@ -977,19 +1027,23 @@ fn scale_of(object: &Value) -> ApiResult<Value> {
     Ok(json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
-        "metadata": {
-            "name": metadata.get("name"),
-            "namespace": metadata.get("namespace"),
-            "uid": metadata.get("uid"),
-            "resourceVersion": metadata.get("resourceVersion"),
-            "creationTimestamp": metadata.get("creationTimestamp"),
-        },
+        "metadata": scale_metadata(&metadata),
         "spec": { "replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(0)) },
         "status": {
             "replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
             "selector": selector,
         },
     }))
+}
+
+fn scale_metadata(metadata: &Value) -> Value {
+    json!({
+        "name": metadata.get("name"),
+        "namespace": metadata.get("namespace"),
+        "uid": metadata.get("uid"),
+        "resourceVersion": metadata.get("resourceVersion"),
+        "creationTimestamp": metadata.get("creationTimestamp"),
+    })
 }
 
 const APPLY_PATCH: &str = "application/apply-patch+yaml";
@@ -1074,6 +1128,13 @@ async fn patch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str
             "application/merge-patch+json" => {
                 crate::patch::apply(&mut patched, &patch, crate::patch::Kind::Merge, None);
             }
+            "application/strategic-merge-patch+json" if kind.custom.is_some() => {
+                return Err(ApiError::unsupported_patch_type(&[
+                    "application/json-patch+json",
+                    "application/merge-patch+json",
+                    APPLY_PATCH,
+                ]));
+            }
             "application/strategic-merge-patch+json" => {
                 let schema = crate::openapi::schema_of(document_kind.0, document_kind.1, document_kind.2);
                 crate::patch::apply(&mut patched, &patch, crate::patch::Kind::Strategic, schema);
@@ -1084,13 +1145,14 @@ async fn patch(store: &Arc<dyn Store>, request: &ResourceRequest<'_>, name: &str
     };
     if subresource.as_deref() == Some("scale") {
         let response = write_update(store, request, name, Ownership::Update, |old| {
-            let scale = apply_patch(&scale_of(old)?, ("autoscaling", "v1", "Scale"))?;
+            let scale = apply_patch(&scale_of(&kind, old)?, ("autoscaling", "v1", "Scale"))?;
             let mut new = old.clone();
-            new["spec"]["replicas"] = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+            let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+            set_at(&mut new, replicas_pointer(&kind), replicas);
             merge_update(&kind, None, old, new)
         })
         .await?;
-        return scale_response(response).await;
+        return scale_response(&kind, response).await;
     }
     write_update(store, request, name, Ownership::Update, |old| {
         let patched = apply_patch(old, (kind.group, kind.version, kind.kind))?;
@@ -1151,7 +1213,7 @@ async fn server_side_apply(
         let response = write_update(store, request, name, Ownership::Applied, |old| {
             let mut part = json!({ "apiVersion": kind.api_version(), "kind": kind.kind });
             if let Some(replicas) = &replicas {
-                part["spec"] = json!({ "replicas": replicas });
+                set_at(&mut part, replicas_pointer(&kind), replicas.clone());
             }
             let applied = with_writer(request, |writer| {
                 crate::apply::apply(writer, force, Some(old), &part)
@@ -1161,7 +1223,7 @@ async fn server_side_apply(
             Ok(new)
         })
         .await?;
-        return scale_response(response).await;
+        return scale_response(&kind, response).await;
     }
     let mut typed = config.clone();
     object::check_type(&mut typed, &kind, kind.kind)?;

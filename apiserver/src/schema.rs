@@ -15,6 +15,8 @@ fn prune_value(value: &mut Value, schema: &Value, path: &str, unknown: &mut Vec<
     if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
         return;
     }
+    // An embedded object keeps its type and metadata whatever its schema lists.
+    let embedded = schema.get("x-kubernetes-embedded-resource") == Some(&Value::Bool(true));
     match value {
         Value::Object(map) => {
             if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
@@ -25,6 +27,9 @@ fn prune_value(value: &mut Value, schema: &Value, path: &str, unknown: &mut Vec<
                     } else {
                         format!("{path}.{key}")
                     };
+                    if embedded && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+                        continue;
+                    }
                     match properties.get(key) {
                         Some(child_schema) => {
                             prune_value(child, child_schema, &child_path, unknown, depth + 1)
@@ -60,11 +65,11 @@ fn prune_value(value: &mut Value, schema: &Value, path: &str, unknown: &mut Vec<
     }
 }
 
-/// Prunes `object` against the schema of (group, version, kind); returns the unknown fields'
-/// paths. Kinds without a schema are left alone.
-pub fn prune_unknown(object: &mut Value, group: &str, version: &str, kind: &str) -> Vec<String> {
+/// Prunes `object` against `schema`; returns the unknown fields' paths. Kinds without a schema are
+/// left alone.
+pub fn prune_unknown(object: &mut Value, schema: Option<&Value>) -> Vec<String> {
     let mut unknown = Vec::new();
-    if let Some(schema) = openapi::schema_of(group, version, kind) {
+    if let Some(schema) = schema {
         prune_value(object, schema, "", &mut unknown, 0);
     }
     unknown
@@ -87,7 +92,7 @@ mod tests {
                 "strategy": {"rollingUpdate": {"maxSurge": 1}}
             }
         });
-        let unknown = prune_unknown(&mut deployment, "apps", "v1", "Deployment");
+        let unknown = prune_unknown(&mut deployment, openapi::schema_of("apps", "v1", "Deployment"));
         assert_eq!(
             unknown,
             [

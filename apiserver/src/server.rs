@@ -27,7 +27,7 @@ use crate::auth::{Identity, Tokens};
 use crate::discovery::{self, Aggregated};
 use crate::error::{ApiError, ApiResult};
 use crate::pki;
-use crate::registry::{self, Registry};
+use crate::registry;
 use crate::request::{self, DEFAULT_CLUSTER, Endpoint};
 use crate::rest::{self, MAX_BODY_BYTES, ResourceRequest};
 
@@ -71,7 +71,8 @@ pub enum ServerError {
 /// What every request handler shares.
 struct AppState {
     store: Arc<dyn Store>,
-    registry: Arc<Registry>,
+    /// The built-in API and each logical cluster's custom resources.
+    apis: Arc<crate::crd::Apis>,
     tokens: Tokens,
     /// Logical clusters whose initial namespaces are known to exist.
     bootstrapped: Mutex<HashSet<String>>,
@@ -189,7 +190,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&pki)?));
     let state = Arc::new(AppState {
         store,
-        registry: Arc::new(registry::builtin_with(config.service_network)),
+        apis: Arc::new(crate::crd::Apis::new(Arc::new(registry::builtin_with(
+            config.service_network,
+        )))),
         tokens,
         bootstrapped: Mutex::new(HashSet::new()),
         openapi_v2: std::sync::OnceLock::new(),
@@ -198,14 +201,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     ensure_cluster(&state, DEFAULT_CLUSTER)
         .await
         .map_err(|err| ServerError::Tls(format!("cannot create the initial namespaces: {err}")))?;
+    crate::crd::load(state.store.as_ref(), &state.apis).await?;
     resume_namespace_cleanup(&state).await;
 
     let shutdown = CancellationToken::new();
-    let collector = crate::garbage::spawn(state.store.clone(), state.registry.clone(), shutdown.clone());
+    let collector = crate::garbage::spawn(state.store.clone(), state.apis.base().clone(), shutdown.clone());
+    let definitions = crate::crd::spawn_controller(state.store.clone(), state.apis.clone(), shutdown.clone());
     let serving = accept_loop(listener, acceptor, state, shutdown.clone());
     let task = tokio::spawn(async move {
         serving.await;
         let _ = collector.await;
+        let _ = definitions.await;
     });
     Ok(RunningServer {
         addr,
@@ -488,50 +494,62 @@ async fn route(
         format!("/clusters/{cluster}")
     };
     let json = |value: Value| json_response(&value, "application/json");
-    match request::endpoint(&state.registry, &path)? {
+    let registry = state.apis.for_cluster(&cluster);
+    match request::endpoint(&registry, &path)? {
         Endpoint::Version => Ok(json(discovery::version())),
         Endpoint::Health => Ok((StatusCode::OK, "ok").into_response()),
         Endpoint::CoreVersions => Ok(match Aggregated::from_accept(&accept) {
             Some(flavour) => json_response(
-                &discovery::aggregated(&state.registry, flavour, true),
+                &discovery::aggregated(&registry, flavour, true),
                 &flavour.content_type(),
             ),
             None => json(discovery::core_versions()),
         }),
         Endpoint::Groups => Ok(match Aggregated::from_accept(&accept) {
             Some(flavour) => json_response(
-                &discovery::aggregated(&state.registry, flavour, false),
+                &discovery::aggregated(&registry, flavour, false),
                 &flavour.content_type(),
             ),
-            None => json(discovery::group_list(&state.registry)),
+            None => json(discovery::group_list(&registry)),
         }),
-        Endpoint::Group(group) => discovery::group(&state.registry, &group)
+        Endpoint::Group(group) => discovery::group(&registry, &group)
             .map(json)
             .ok_or_else(ApiError::no_route),
-        Endpoint::ResourceList { group, version } => {
-            discovery::resource_list(&state.registry, &group, &version)
-                .map(json)
-                .ok_or_else(ApiError::no_route)
-        }
-        Endpoint::OpenApiV3Index => Ok(json(crate::openapi::index(&state.registry, &cluster_prefix))),
+        Endpoint::ResourceList { group, version } => discovery::resource_list(&registry, &group, &version)
+            .map(json)
+            .ok_or_else(ApiError::no_route),
+        Endpoint::OpenApiV3Index => Ok(json(crate::openapi::index(&registry, &cluster_prefix))),
         Endpoint::OpenApiV3 { group, version } => {
-            crate::openapi::group_version_document(&state.registry, &group, &version)
+            crate::openapi::group_version_document(&registry, &group, &version)
                 .map(json)
                 .ok_or_else(ApiError::no_route)
         }
         Endpoint::OpenApiV2 => {
-            let document = state
-                .openapi_v2
-                .get_or_init(|| crate::openapi::v2_document(&state.registry));
+            // The built-in document is made once; a cluster with custom resources gets its own.
+            let custom = state.apis.has_custom(&cluster);
+            let own;
+            let document = if custom {
+                own = crate::openapi::v2_document(&registry);
+                &own
+            } else {
+                state
+                    .openapi_v2
+                    .get_or_init(|| crate::openapi::v2_document(&registry))
+            };
             let first = accept.split(',').next().unwrap_or("").trim();
             if crate::openapi::v2_protobuf::MEDIA_TYPES
                 .iter()
                 .any(|t| first.starts_with(t))
             {
-                let encoded = state
-                    .openapi_v2_protobuf
-                    .get_or_init(|| bytes::Bytes::from(crate::openapi::v2_protobuf::encode(document)));
-                let mut response = (StatusCode::OK, encoded.clone()).into_response();
+                let encoded = if custom {
+                    bytes::Bytes::from(crate::openapi::v2_protobuf::encode(document))
+                } else {
+                    state
+                        .openapi_v2_protobuf
+                        .get_or_init(|| bytes::Bytes::from(crate::openapi::v2_protobuf::encode(document)))
+                        .clone()
+                };
+                let mut response = (StatusCode::OK, encoded).into_response();
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static(crate::openapi::v2_protobuf::RESPONSE_MEDIA_TYPE),
@@ -665,7 +683,8 @@ async fn clean_pass(
     namespace: &str,
 ) -> Result<usize, coxswain_storage::Error> {
     let mut remaining = 0;
-    for (resource, namespaced) in state.registry.storage_resources() {
+    let registry = state.apis.for_cluster(cluster);
+    for (resource, namespaced) in registry.storage_resources() {
         if !namespaced {
             continue;
         }
@@ -675,7 +694,7 @@ async fn clean_pass(
             Some(namespace.to_string()),
         ));
         let page = state.store.list(&request).await?;
-        let hooks = state.registry.hooks_for(&resource);
+        let hooks = registry.hooks_for(&resource);
         for object in page.items {
             let mut value = object.json()?;
             let held = value

@@ -502,6 +502,7 @@ pub fn for_resource(group: &str, resource: &str) -> Arc<dyn Strategy> {
             Arc::new(Generational)
         }
         ("rbac.authorization.k8s.io", _) => Arc::new(RbacObject),
+        ("apiextensions.k8s.io", "customresourcedefinitions") => Arc::new(crate::crd::DefinitionStrategy),
         _ => Arc::new(Plain),
     }
 }

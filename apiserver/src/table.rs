@@ -1,6 +1,8 @@
 //! `meta.k8s.io/v1` Table responses (what `kubectl get` asks for): upstream's column sets per
 //! resource, cells computed from the object, and `PartialObjectMetadata` rows.
 
+use crate::jsonpath::JsonPath;
+use crate::registry::{PrinterColumn, ResourceKind};
 use serde_json::{Value, json};
 
 /// One column: its definition and how a cell is computed.
@@ -981,7 +983,9 @@ pub fn columns_for(group: &str, resource: &str) -> &'static [Column] {
         ("discovery.k8s.io", "endpointslices") => ENDPOINTSLICES,
         ("", "podtemplates") => PODTEMPLATES,
         ("", "resourcequotas") => RESOURCEQUOTAS,
-        ("rbac.authorization.k8s.io", "roles" | "clusterroles") | ("", "limitranges") => CREATED_AT,
+        ("rbac.authorization.k8s.io", "roles" | "clusterroles")
+        | ("", "limitranges")
+        | ("apiextensions.k8s.io", "customresourcedefinitions") => CREATED_AT,
         _ => DEFAULT,
     }
 }
@@ -1094,6 +1098,76 @@ pub fn table(columns: &[Column], objects: &[Value], list_metadata: Value, with_d
         "columnDefinitions": if with_definitions { column_definitions(columns) } else { Value::Null },
         "rows": rows(columns, objects),
     })
+}
+
+/// A Table for a resource: its built-in columns, or for a custom resource the Name column and its
+/// definition's printer columns (an Age column when it has none).
+pub fn for_kind(
+    kind: &ResourceKind,
+    objects: &[Value],
+    list_metadata: Value,
+    with_definitions: bool,
+) -> Value {
+    let Some(custom) = &kind.custom else {
+        return table(kind.columns, objects, list_metadata, with_definitions);
+    };
+    let age = PrinterColumn {
+        name: "Age".into(),
+        kind: "date".into(),
+        format: String::new(),
+        description:
+            "CreationTimestamp is a timestamp representing the server time when this object was created."
+                .into(),
+        priority: 0,
+        json_path: ".metadata.creationTimestamp".into(),
+    };
+    let columns: Vec<&PrinterColumn> = if custom.printer_columns.is_empty() {
+        vec![&age]
+    } else {
+        custom.printer_columns.iter().collect()
+    };
+    let paths: Vec<Option<JsonPath>> = columns
+        .iter()
+        .map(|c| JsonPath::parse(&c.json_path).ok())
+        .collect();
+    let mut definitions = vec![json!({
+        "name": "Name", "type": "string", "format": "name",
+        "description": "Name must be unique within a namespace.", "priority": 0,
+    })];
+    definitions.extend(columns.iter().map(|c| {
+        json!({ "name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority })
+    }));
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|object| {
+            let mut cells = vec![name_cell(object)];
+            for (column, path) in columns.iter().zip(&paths) {
+                let found = path.as_ref().and_then(|p| p.find(object).into_iter().next());
+                cells.push(found.map_or(Value::Null, |value| custom_cell(&column.kind, value)));
+            }
+            json!({ "cells": cells, "object": partial_metadata(object) })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_metadata,
+        "columnDefinitions": if with_definitions { Value::Array(definitions) } else { Value::Null },
+        "rows": rows,
+    })
+}
+
+/// A printer column's cell: dates as ages, numbers and booleans as they are when the column says
+/// so, anything else as text.
+fn custom_cell(kind: &str, value: &Value) -> Value {
+    match (kind, value) {
+        ("date", Value::String(text)) => json!(age(Some(text))),
+        ("integer", Value::Number(n)) if n.is_i64() || n.is_u64() => value.clone(),
+        ("number", Value::Number(_)) | ("boolean", Value::Bool(_)) => value.clone(),
+        ("string", Value::String(_)) => value.clone(),
+        ("string", other) => json!(other.to_string()),
+        _ => Value::Null,
+    }
 }
 
 #[cfg(test)]

@@ -230,8 +230,14 @@ pub fn group_version_document(registry: &Registry, group: &str, version: &str) -
         "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions".to_string(),
     ];
     let definitions = &*DEFINITIONS;
+    let mut custom_schemas = Vec::new();
     for kind in &kinds {
         paths_of(kind, &mut paths);
+        if let Some(custom) = &kind.custom {
+            collect_refs(&custom.schema, &mut roots);
+            custom_schemas.push((custom_definition_name(kind), custom_schema(kind, &custom.schema)));
+            continue;
+        }
         for name in [kind.kind.to_string(), format!("{}List", kind.kind)] {
             if let Some(definition) =
                 definitions
@@ -249,12 +255,28 @@ pub fn group_version_document(registry: &Registry, group: &str, version: &str) -
             }
         }
     }
+    let mut schemas = closure(roots);
+    schemas.extend(custom_schemas);
     Some(json!({
         "openapi": "3.0.0",
         "info": { "title": "Kubernetes", "version": "v1.35.0" },
         "paths": paths,
-        "components": { "schemas": closure(roots) },
+        "components": { "schemas": schemas },
     }))
+}
+
+/// Upstream's definition name for a custom kind: the group reversed, then version and kind
+/// (`com.example.stable.v1.CronTab`).
+fn custom_definition_name(kind: &ResourceKind) -> String {
+    let reversed: Vec<&str> = kind.group.split('.').rev().collect();
+    format!("{}.{}.{}", reversed.join("."), kind.version, kind.kind)
+}
+
+/// A custom kind's published schema: its definition's, with the group-version-kind extension.
+fn custom_schema(kind: &ResourceKind, schema: &Value) -> Value {
+    let mut published = schema.clone();
+    published["x-kubernetes-group-version-kind"] = json!([gvk(kind)]);
+    published
 }
 
 fn hash(document: &Value) -> String {
@@ -315,11 +337,19 @@ pub fn v2_document(registry: &Registry) -> Value {
             }
         }
     }
-    let definitions: serde_json::Map<String, Value> = DEFINITIONS
+    let mut definitions: serde_json::Map<String, Value> = DEFINITIONS
         .schemas
         .iter()
         .map(|(name, schema)| (name.clone(), to_v2(schema)))
         .collect();
+    for kind in registry.kinds() {
+        if let Some(custom) = &kind.custom {
+            definitions.insert(
+                custom_definition_name(kind),
+                to_v2(&custom_schema(kind, &custom.schema)),
+            );
+        }
+    }
     json!({
         "swagger": "2.0",
         "info": { "title": "Kubernetes", "version": "v1.35.0" },

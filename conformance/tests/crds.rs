@@ -1,0 +1,274 @@
+//! CustomResourceDefinitions with kubectl 1.35 and Helm 4 against a fresh server (SQLite and
+//! PostgreSQL): a definition with a schema, defaults, printer columns, categories, short names and
+//! status and scale subresources; its objects through every kubectl path the issue names; the API
+//! after a restart; isolation between logical clusters; a chart with a CRD in `crds/`; and the
+//! objects going with their definition.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use coxswain_conformance::kubectl::{Kubectl, TestServer, kubectl_binaries};
+use coxswain_storage::testing::fresh_database;
+
+const CRONTAB_CRD: &str = include_str!("crontab-crd.yaml");
+const CRONTAB: &str = "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata:\n  name: my-cron\nspec:\n  cronSpec: \"* * * * */5\"\n  image: my-cron-image\n";
+const NAME: &str = "crd/crontabs.stable.example.com";
+
+const WIDGET_CHART: &str = "apiVersion: v2\nname: widgets\nversion: 0.1.0\n";
+const WIDGET_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer, default: 3}
+"#;
+const WIDGET: &str =
+    "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: {{ .Release.Name }}-widget\nspec: {}\n";
+
+fn helm(home: &Path, kubeconfig: &Path, args: &[&str]) -> String {
+    let binary = PathBuf::from(
+        std::env::var("COXSWAIN_TEST_HELM")
+            .expect("COXSWAIN_TEST_HELM must name helm 4 (scripts/test.sh installs it)"),
+    );
+    let output = Command::new(binary)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .current_dir(home)
+        .output()
+        .expect("run helm");
+    assert!(
+        output.status.success(),
+        "helm {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+async fn scenario(storage: &str) {
+    let mut server = TestServer::start(storage).await;
+    let home = tempfile::tempdir().expect("home");
+    let kubectl = Kubectl::new(&kubectl_binaries()[0], &server.kubeconfig(), home.path());
+
+    kubectl.ok_with_input(&["apply", "-f", "-"], CRONTAB_CRD).await;
+    kubectl
+        .ok(&["wait", "--for=condition=Established", NAME, "--timeout=20s"])
+        .await;
+    let conditions = kubectl
+        .ok(&[
+            "get",
+            NAME,
+            "-o",
+            "jsonpath={range .status.conditions[*]}{.type}={.status} {end}",
+        ])
+        .await;
+    assert_eq!(conditions.trim(), "NamesAccepted=True Established=True");
+    let resources = kubectl
+        .ok(&["api-resources", "--api-group=stable.example.com"])
+        .await;
+    assert!(
+        resources.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
+            == ["crontabs", "ct", "stable.example.com/v1", "true", "CronTab"]),
+        "{resources}"
+    );
+
+    kubectl.ok_with_input(&["apply", "-f", "-"], CRONTAB).await;
+    let table = kubectl.ok(&["get", "ct"]).await;
+    let header: Vec<&str> = table.lines().next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SPEC", "REPLICAS", "READY", "AGE"], "{table}");
+    assert!(
+        table.contains("my-cron   * * * * */5   1"),
+        "the default replicas: {table}"
+    );
+    let explained = kubectl.ok(&["explain", "crontab.spec"]).await;
+    assert!(
+        explained.contains("cronSpec\t<string> -required-") && explained.contains("The cron schedule."),
+        "{explained}"
+    );
+
+    kubectl.ok(&["scale", "ct", "my-cron", "--replicas=3"]).await;
+    kubectl
+        .ok(&[
+            "patch",
+            "ct",
+            "my-cron",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"replicas":3,"labelSelector":"app=cron","conditions":[{"type":"Ready","status":"True"}]}}"#,
+        ])
+        .await;
+    let state = kubectl
+        .ok(&[
+            "get",
+            "ct",
+            "my-cron",
+            "-o",
+            "jsonpath={.spec.replicas} {.status.replicas} {.metadata.generation}",
+        ])
+        .await;
+    assert_eq!(state, "3 3 2", "status changes do not bump the generation");
+    let table = kubectl.ok(&["get", "ct", "my-cron", "--no-headers"]).await;
+    let cells: Vec<&str> = table.split_whitespace().collect();
+    assert_eq!(
+        &cells[..8],
+        ["my-cron", "*", "*", "*", "*", "*/5", "3", "True"],
+        "{table}"
+    );
+    let scale = kubectl
+        .ok(&[
+            "get",
+            "--raw",
+            "/apis/stable.example.com/v1/namespaces/default/crontabs/my-cron/scale",
+        ])
+        .await;
+    assert!(
+        scale.contains(r#""status":{"replicas":3,"selector":"app=cron"}"#),
+        "{scale}"
+    );
+    kubectl
+        .ok(&[
+            "wait",
+            "--for=jsonpath={.status.replicas}=3",
+            "ct/my-cron",
+            "--timeout=10s",
+        ])
+        .await;
+    let everything = kubectl.ok(&["get", "all", "-o", "name"]).await;
+    assert!(
+        everything.contains("crontab.stable.example.com/my-cron"),
+        "{everything}"
+    );
+
+    let invalid = kubectl
+        .fails_with_input(
+            &["apply", "-f", "-"],
+            "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: bad}\nspec: {cronSpec: nope, replicas: 20}\n",
+        )
+        .await;
+    assert!(
+        invalid.contains(
+            r#"spec.replicas: Invalid value: 20: spec.replicas in body should be less than or equal to 10"#
+        ) && invalid.contains(r#"spec.cronSpec: Invalid value: "nope": spec.cronSpec in body should match"#),
+        "{invalid}"
+    );
+    let unknown = kubectl
+        .fails_with_input(
+            &["apply", "-f", "-"],
+            "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: bad}\nspec: {cronSpec: \"* * * * *\", colour: red}\n",
+        )
+        .await;
+    assert!(unknown.contains(r#"unknown field "spec.colour""#), "{unknown}");
+    let strategic = kubectl
+        .fails(&["patch", "ct", "my-cron", "-p", r#"{"spec":{"image":"x"}}"#])
+        .await;
+    assert!(
+        strategic.contains("the body of the request was in an unknown format"),
+        "{strategic}"
+    );
+    let not_structural = kubectl
+        .fails_with_input(
+            &["apply", "-f", "-"],
+            &CRONTAB_CRD
+                .replace("crontabs.stable.example.com", "loose.stable.example.com")
+                .replace("plural: crontabs", "plural: loose")
+                .replace("kind: CronTab", "kind: Loose")
+                .replace("shortNames: [ct]", "shortNames: [lo]")
+                .replace(
+                    "            type: object\n            required",
+                    "            required",
+                ),
+        )
+        .await;
+    assert!(
+        not_structural.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields"),
+        "{not_structural}"
+    );
+
+    // Another logical cluster has its own definitions.
+    let tenant = Kubectl::new(
+        &kubectl_binaries()[0],
+        &server.cluster_kubeconfig("t1"),
+        home.path(),
+    );
+    let none = tenant.run(&["get", "crd"]).await;
+    assert!(String::from_utf8_lossy(&none.stderr).contains("No resources found"));
+    let missing = tenant.fails(&["get", "crontabs"]).await;
+    assert!(
+        missing.contains("the server doesn't have a resource type \"crontabs\""),
+        "{missing}"
+    );
+
+    // The API is back after a restart without any client action.
+    server = server.restart().await;
+    let after = kubectl
+        .ok(&["get", "ct", "my-cron", "-o", "jsonpath={.spec.replicas}"])
+        .await;
+    assert_eq!(after, "3");
+
+    // A chart with its CRD in crds/ and an object of it in templates/.
+    let chart = home.path().join("widgets");
+    std::fs::create_dir_all(chart.join("crds")).expect("crds dir");
+    std::fs::create_dir_all(chart.join("templates")).expect("templates dir");
+    std::fs::write(chart.join("Chart.yaml"), WIDGET_CHART).expect("Chart.yaml");
+    std::fs::write(chart.join("crds/widget.yaml"), WIDGET_CRD).expect("crd");
+    std::fs::write(chart.join("templates/widget.yaml"), WIDGET).expect("template");
+    helm(
+        home.path(),
+        &server.kubeconfig(),
+        &["install", "shop", "./widgets"],
+    );
+    let size = kubectl
+        .ok(&["get", "widget", "shop-widget", "-o", "jsonpath={.spec.size}"])
+        .await;
+    assert_eq!(size, "3", "defaulted from the schema");
+    helm(home.path(), &server.kubeconfig(), &["uninstall", "shop"]);
+
+    // Deleting a definition deletes its objects, then the API.
+    kubectl.ok(&["delete", NAME, "--timeout=30s"]).await;
+    let gone = kubectl
+        .fails(&[
+            "get",
+            "--raw",
+            "/apis/stable.example.com/v1/namespaces/default/crontabs",
+        ])
+        .await;
+    assert!(gone.contains("NotFound"), "{gone}");
+    kubectl.ok_with_input(&["apply", "-f", "-"], CRONTAB_CRD).await;
+    kubectl
+        .ok(&["wait", "--for=condition=Established", NAME, "--timeout=20s"])
+        .await;
+    let left = kubectl.run(&["get", "ct"]).await;
+    assert!(String::from_utf8_lossy(&left.stderr).contains("No resources found"));
+    server.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_custom_resources() {
+    scenario("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_custom_resources() {
+    let base = std::env::var("COXSWAIN_TEST_POSTGRES_URL")
+        .expect("COXSWAIN_TEST_POSTGRES_URL must name a PostgreSQL server (scripts/test.sh starts one)");
+    scenario(&fresh_database(&base).await).await;
+}

@@ -272,10 +272,11 @@ fn validate_definition(crd: &Value) -> Vec<Cause> {
                     message: "Required value: schemas are required".into(),
                     field: format!("{path}.schema.openAPIV3Schema"),
                 }),
-                Some(schema) => causes.extend(structural::structural_errors(
-                    schema,
-                    &format!("{path}.schema.openAPIV3Schema"),
-                )),
+                Some(schema) => {
+                    let schema_path = format!("{path}.schema.openAPIV3Schema");
+                    causes.extend(structural::structural_errors(schema, &schema_path));
+                    causes.extend(crate::cel::definition_errors(schema, &schema_path));
+                }
             }
             for (column_index, column) in version
                 .get("additionalPrinterColumns")
@@ -304,6 +305,7 @@ fn validate_definition(crd: &Value) -> Vec<Cause> {
 pub struct CustomStrategy {
     schema: Value,
     status: bool,
+    rules: Option<crate::cel::Rules>,
 }
 
 impl Strategy for CustomStrategy {
@@ -335,7 +337,23 @@ impl Strategy for CustomStrategy {
     }
 
     fn validate(&self, object: &Value) -> Vec<Cause> {
-        structural::validate(object, &self.schema, "")
+        let mut causes = structural::validate(object, &self.schema, "");
+        if causes.is_empty()
+            && let Some(rules) = &self.rules
+        {
+            causes.extend(rules.check(object, None));
+        }
+        causes
+    }
+
+    fn validate_update(&self, object: &Value, old: &Value) -> Vec<Cause> {
+        let mut causes = structural::validate(object, &self.schema, "");
+        if causes.is_empty()
+            && let Some(rules) = &self.rules
+        {
+            causes.extend(rules.check(object, Some(old)));
+        }
+        causes
     }
 }
 
@@ -417,6 +435,7 @@ pub fn kinds_of(crd: &Value) -> Vec<ResourceKind> {
             subresources,
             columns: &[],
             strategy: Arc::new(CustomStrategy {
+                rules: crate::cel::Rules::compile(&schema),
                 schema: schema.clone(),
                 status,
             }),

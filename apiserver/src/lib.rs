@@ -4,6 +4,7 @@
 pub mod allocator;
 pub mod apply;
 pub mod auth;
+pub mod cel;
 pub mod conversion;
 pub mod crd;
 pub mod deletion;

@@ -82,6 +82,20 @@ impl ResourceRequest<'_> {
 
 /// Serves a resource request.
 pub async fn serve(store: &Arc<dyn Store>, request: ResourceRequest<'_>) -> ApiResult<Response> {
+    // A deprecated version of a custom resource warns on every request, as upstream.
+    let deprecation = request
+        .kind()
+        .custom
+        .as_ref()
+        .and_then(|c| c.deprecation_warning.clone());
+    let response = serve_request(store, request).await?;
+    Ok(match deprecation {
+        Some(warning) => with_warnings(response, &[warning]),
+        None => response,
+    })
+}
+
+async fn serve_request(store: &Arc<dyn Store>, request: ResourceRequest<'_>) -> ApiResult<Response> {
     let target = request.target;
     let subresource = target.subresource.as_deref();
     match (request.method.clone(), target.name.as_deref(), subresource) {

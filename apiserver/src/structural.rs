@@ -198,6 +198,7 @@ fn validate_at(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause
                     validate_at(item, item_schema, &format!("{path}[{index}]"), causes, depth + 1);
                 }
             }
+            duplicates(items, schema, path, causes);
         }
         Value::Object(map) => {
             for name in schema
@@ -224,6 +225,46 @@ fn validate_at(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause
             }
         }
         _ => {}
+    }
+}
+
+/// `x-kubernetes-list-type: set` items and `map` keys that appear twice.
+fn duplicates(items: &[Value], schema: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let keys: Vec<&str> = schema
+        .get("x-kubernetes-list-map-keys")
+        .and_then(Value::as_array)
+        .map(|k| k.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let identity = |item: &Value| -> Value {
+        match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
+            Some("map") if !keys.is_empty() => {
+                json!(
+                    keys.iter()
+                        .map(|k| (k.to_string(), item.get(*k).cloned().unwrap_or(Value::Null)))
+                        .collect::<Map<_, _>>()
+                )
+            }
+            _ => item.clone(),
+        }
+    };
+    if !matches!(
+        schema.get("x-kubernetes-list-type").and_then(Value::as_str),
+        Some("set" | "map")
+    ) {
+        return;
+    }
+    let mut seen: Vec<Value> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let id = identity(item);
+        if seen.contains(&id) {
+            causes.push(Cause {
+                reason: "FieldValueDuplicate",
+                message: format!("Duplicate value: {id}"),
+                field: format!("{path}[{index}]"),
+            });
+        } else {
+            seen.push(id);
+        }
     }
 }
 

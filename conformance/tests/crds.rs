@@ -170,6 +170,40 @@ async fn scenario(storage: &str) {
         ) && invalid.contains(r#"spec.cronSpec: Invalid value: "nope": spec.cronSpec in body should match"#),
         "{invalid}"
     );
+    let forbidden = kubectl
+        .fails_with_input(
+            &["apply", "-f", "-"],
+            "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: bad}\nspec: {cronSpec: \"* * * * *\", image: forbidden}\n",
+        )
+        .await;
+    assert!(
+        forbidden.contains(r#"spec: Invalid value: "object": the image forbidden is not allowed"#),
+        "{forbidden}"
+    );
+    let immutable = kubectl
+        .fails(&[
+            "patch",
+            "ct",
+            "my-cron",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"image":"other"}}"#,
+        ])
+        .await;
+    assert!(
+        immutable.contains(r#"spec.image: Invalid value: "string": image is immutable"#),
+        "{immutable}"
+    );
+    let broken_rule = kubectl
+        .fails_with_input(
+            &["apply", "-f", "-"],
+            &CRONTAB_CRD.replace("self == oldSelf", "self == oldSelf &&"),
+        )
+        .await;
+    assert!(
+        broken_rule.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[image].x-kubernetes-validations[0].rule: Invalid value: \"self == oldSelf &&\": compilation failed"),
+        "{broken_rule}"
+    );
     let unknown = kubectl
         .fails_with_input(
             &["apply", "-f", "-"],

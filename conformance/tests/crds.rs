@@ -201,7 +201,7 @@ async fn scenario(storage: &str) {
         )
         .await;
     assert!(
-        broken_rule.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[image].x-kubernetes-validations[0].rule: Invalid value: \"self == oldSelf &&\": compilation failed"),
+        broken_rule.contains("spec.versions[2].schema.openAPIV3Schema.properties[spec].properties[image].x-kubernetes-validations[0].rule: Invalid value: \"self == oldSelf &&\": compilation failed"),
         "{broken_rule}"
     );
     let unknown = kubectl
@@ -233,9 +233,38 @@ async fn scenario(storage: &str) {
         )
         .await;
     assert!(
-        not_structural.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields"),
+        not_structural.contains("spec.versions[2].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields"),
         "{not_structural}"
     );
+
+    // Served versions share the storage version's objects; a deprecated one warns; an unserved
+    // one is not there.
+    let beta = kubectl
+        .run(&[
+            "get",
+            "crontabs.v1beta1.stable.example.com",
+            "my-cron",
+            "-o",
+            "jsonpath={.apiVersion} {.spec.replicas}",
+        ])
+        .await;
+    assert_eq!(
+        String::from_utf8_lossy(&beta.stdout),
+        "stable.example.com/v1beta1 3"
+    );
+    assert!(
+        String::from_utf8_lossy(&beta.stderr)
+            .contains("Warning: stable.example.com/v1beta1 CronTab is deprecated; use stable.example.com/v1"),
+        "{}",
+        String::from_utf8_lossy(&beta.stderr)
+    );
+    kubectl
+        .fails(&[
+            "get",
+            "--raw",
+            "/apis/stable.example.com/v1alpha1/namespaces/default/crontabs",
+        ])
+        .await;
 
     // Another logical cluster has its own definitions.
     let tenant = Kubectl::new(
@@ -249,6 +278,26 @@ async fn scenario(storage: &str) {
     assert!(
         missing.contains("the server doesn't have a resource type \"crontabs\""),
         "{missing}"
+    );
+    tenant.ok_with_input(&["apply", "-f", "-"], WIDGET_CRD).await;
+    tenant
+        .ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/widgets.example.com",
+            "--timeout=20s",
+        ])
+        .await;
+    let root_definitions = kubectl.ok(&["get", "crd", "-o", "name"]).await;
+    assert_eq!(
+        root_definitions.trim(),
+        "customresourcedefinition.apiextensions.k8s.io/crontabs.stable.example.com",
+        "t1's definition is not visible in root"
+    );
+    let root_widgets = kubectl.fails(&["get", "widgets"]).await;
+    assert!(
+        root_widgets.contains("the server doesn't have a resource type"),
+        "{root_widgets}"
     );
 
     // The API is back after a restart without any client action.

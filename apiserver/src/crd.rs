@@ -533,32 +533,58 @@ fn desired_status(
     let names = names_with_defaults(crd);
     let group = text(crd, "/spec/group").to_string();
     let me = text(crd, "/metadata/name").to_string();
-    let mut conflicts = Vec::new();
     let plural = text(&names, "/plural").to_string();
     let kind = text(&names, "/kind").to_string();
-    for (what, value) in [("plural", &plural), ("kind", &kind)] {
-        let key = (group.clone(), format!("{what}:{value}"));
-        match taken.get(&key) {
-            Some(owner) if *owner != me => conflicts.push(format!("{what} {value:?} is already in use")),
-            _ => {}
+    let singular = text(&names, "/singular").to_string();
+    let list_kind = text(&names, "/listKind").to_string();
+    let short_names = strings(&names, "/shortNames");
+    // (reason, message) of the first name another definition (or a built-in resource) holds, checked
+    // in upstream's order.
+    let held_elsewhere = |what: &str, value: &str| {
+        taken
+            .get(&(group.clone(), format!("{what}:{value}")))
+            .is_some_and(|owner| *owner != me)
+    };
+    let built_in = |value: &str| {
+        base.kinds()
+            .any(|k| k.group == group && (k.resource == value || k.kind == value))
+    };
+    let mut conflict: Option<(&str, String)> = None;
+    for (reason, what, value) in [
+        ("PluralConflict", "plural", &plural),
+        ("SingularConflict", "singular", &singular),
+        ("KindConflict", "kind", &kind),
+        ("ListKindConflict", "listKind", &list_kind),
+    ] {
+        if conflict.is_none() && (held_elsewhere(what, value) || built_in(value)) {
+            conflict = Some((reason, format!("{value:?} is already in use")));
         }
     }
-    if base
-        .kinds()
-        .any(|k| k.group == group && (k.resource == plural || k.kind == kind))
-    {
-        conflicts.push(format!("{plural:?} is already served by the API server"));
+    for short in &short_names {
+        if conflict.is_none() && held_elsewhere("shortName", short) {
+            conflict = Some(("ShortNamesConflict", format!("{short:?} is already in use")));
+        }
     }
-    let accepted = conflicts.is_empty();
+    let accepted = conflict.is_none();
     if accepted {
-        taken.insert((group.clone(), format!("plural:{plural}")), me.clone());
-        taken.insert((group, format!("kind:{kind}")), me);
+        for (what, value) in [
+            ("plural", &plural),
+            ("singular", &singular),
+            ("kind", &kind),
+            ("listKind", &list_kind),
+        ] {
+            taken.insert((group.clone(), format!("{what}:{value}")), me.clone());
+        }
+        for short in &short_names {
+            taken.insert((group.clone(), format!("shortName:{short}")), me.clone());
+        }
     }
     let terminating = crd.pointer("/metadata/deletionTimestamp").is_some();
     let mut conditions = vec![if accepted {
         condition("NamesAccepted", true, "NoConflicts", "no conflicts found", crd)
     } else {
-        condition("NamesAccepted", false, "NameConflict", &conflicts.join(", "), crd)
+        let (reason, message) = conflict.unwrap_or(("NameConflict", String::new()));
+        condition("NamesAccepted", false, reason, &message, crd)
     }];
     conditions.push(if accepted {
         condition(

@@ -237,6 +237,58 @@ async fn scenario(storage: &str) {
         "{not_structural}"
     );
 
+    // A definition whose kind another one already serves is not accepted, and serves nothing.
+    let clash = CRONTAB_CRD
+        .replace("crontabs.stable.example.com", "crontabz.stable.example.com")
+        .replace("plural: crontabs", "plural: crontabz")
+        .replace("singular: crontab", "singular: crontabz")
+        .replace("shortNames: [ct]", "shortNames: [ctz]");
+    kubectl.ok_with_input(&["apply", "-f", "-"], &clash).await;
+    kubectl
+        .ok(&[
+            "wait",
+            "--for=condition=NamesAccepted=False",
+            "crd/crontabz.stable.example.com",
+            "--timeout=20s",
+        ])
+        .await;
+    let refused = kubectl
+        .ok(&[
+            "get",
+            "crd/crontabz.stable.example.com",
+            "-o",
+            r#"jsonpath={range .status.conditions[*]}{.type}={.status}/{.reason}/{.message};{end}"#,
+        ])
+        .await;
+    assert_eq!(
+        refused,
+        r#"NamesAccepted=False/KindConflict/"CronTab" is already in use;Established=False/NotAccepted/not all names are accepted;"#
+    );
+    kubectl
+        .fails(&[
+            "get",
+            "--raw",
+            "/apis/stable.example.com/v1/namespaces/default/crontabz",
+        ])
+        .await;
+    kubectl.ok(&["delete", "crd/crontabz.stable.example.com"]).await;
+
+    // Server-side apply of a custom resource: a repeated apply changes nothing.
+    let applied = CRONTAB.replace("my-cron", "ssa-cron");
+    let server_side = ["apply", "--server-side", "-f", "-"];
+    kubectl.ok_with_input(&server_side, &applied).await;
+    let revision = [
+        "get",
+        "ct",
+        "ssa-cron",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ];
+    let before = kubectl.ok(&revision).await;
+    kubectl.ok_with_input(&server_side, &applied).await;
+    assert_eq!(kubectl.ok(&revision).await, before);
+    kubectl.ok(&["delete", "ct", "ssa-cron"]).await;
+
     // Served versions share the storage version's objects; a deprecated one warns; an unserved
     // one is not there.
     let beta = kubectl

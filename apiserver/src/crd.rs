@@ -465,6 +465,8 @@ fn pointer_of(path: &str) -> String {
 pub struct Apis {
     base: Arc<Registry>,
     clusters: RwLock<HashMap<String, Arc<Registry>>>,
+    /// Woken whenever a cluster's custom resources change.
+    changed: tokio::sync::Notify,
 }
 
 impl Apis {
@@ -472,6 +474,7 @@ impl Apis {
         Self {
             base,
             clusters: RwLock::new(HashMap::new()),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -496,16 +499,50 @@ impl Apis {
             .is_ok_and(|clusters| clusters.contains_key(cluster))
     }
 
+    /// Every storage resource some logical cluster serves.
+    pub fn all_storage_resources(&self) -> HashSet<String> {
+        let mut resources: HashSet<String> = self
+            .base
+            .storage_resources()
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+        if let Ok(clusters) = self.clusters.read() {
+            for registry in clusters.values() {
+                resources.extend(registry.storage_resources().into_iter().map(|(r, _)| r));
+            }
+        }
+        resources
+    }
+
+    /// Completes when some cluster's custom resources change after this call.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
     fn set(&self, cluster: &str, kinds: Vec<ResourceKind>) {
         let Ok(mut clusters) = self.clusters.write() else {
             return;
         };
+        let before: Option<Vec<(String, String)>> = clusters.get(cluster).map(|r| custom_names(r));
         if kinds.is_empty() {
             clusters.remove(cluster);
         } else {
             clusters.insert(cluster.to_string(), Arc::new(self.base.with_kinds(kinds)));
         }
+        if clusters.get(cluster).map(|r| custom_names(r)) != before {
+            self.changed.notify_waiters();
+        }
     }
+}
+
+/// The (group/version, resource) of a registry's custom resources.
+fn custom_names(registry: &Registry) -> Vec<(String, String)> {
+    registry
+        .kinds()
+        .filter(|k| k.custom.is_some())
+        .map(|k| (k.api_version(), k.resource.to_string()))
+        .collect()
 }
 
 fn condition(kind: &str, status: bool, reason: &str, message: &str, previous: &Value) -> Value {

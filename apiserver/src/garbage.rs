@@ -23,8 +23,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::crd::Apis;
 use crate::deletion::{self, DeleteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER, Propagation};
-use crate::registry::{Registry, ResourceKind};
+use crate::registry::ResourceKind;
 
 /// How long a failed piece of work waits before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -161,22 +162,21 @@ impl Graph {
 /// Starts the collector; it stops when `shutdown` is cancelled.
 pub fn spawn(
     store: Arc<dyn Store>,
-    registry: Arc<Registry>,
+    apis: Arc<Apis>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let (inputs, received) = mpsc::unbounded_channel();
-    let mut feeders = Vec::new();
-    for (resource, _) in registry.storage_resources() {
-        feeders.push(tokio::spawn(feed(
-            store.clone(),
-            resource,
-            inputs.clone(),
-            shutdown.clone(),
-        )));
-    }
+    // One feeder per storage resource any logical cluster serves, started as custom resources
+    // appear.
+    let feeders = tokio::spawn(start_feeders(
+        store.clone(),
+        apis.clone(),
+        inputs.clone(),
+        shutdown.clone(),
+    ));
     let collector = Collector {
         store,
-        registry,
+        apis,
         graph: Graph::default(),
         queue: VecDeque::new(),
         queued: HashSet::new(),
@@ -184,10 +184,39 @@ pub fn spawn(
     };
     tokio::spawn(async move {
         collector.run(received, shutdown).await;
-        for feeder in feeders {
-            let _ = feeder.await;
-        }
+        let _ = feeders.await;
     })
+}
+
+async fn start_feeders(
+    store: Arc<dyn Store>,
+    apis: Arc<Apis>,
+    inputs: mpsc::UnboundedSender<Input>,
+    shutdown: CancellationToken,
+) {
+    let mut fed: HashSet<String> = HashSet::new();
+    let mut feeders = Vec::new();
+    loop {
+        // Registered before looking, so that a change in between is not missed.
+        let changed = apis.changed();
+        for resource in apis.all_storage_resources() {
+            if fed.insert(resource.clone()) {
+                feeders.push(tokio::spawn(feed(
+                    store.clone(),
+                    resource,
+                    inputs.clone(),
+                    shutdown.clone(),
+                )));
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = changed => {}
+        }
+    }
+    for feeder in feeders {
+        let _ = feeder.await;
+    }
 }
 
 /// Lists one resource in every logical cluster, then follows its watch; lists again when the
@@ -260,7 +289,7 @@ async fn feed(
 
 struct Collector {
     store: Arc<dyn Store>,
-    registry: Arc<Registry>,
+    apis: Arc<Apis>,
     graph: Graph,
     queue: VecDeque<Work>,
     queued: HashSet<Work>,
@@ -388,17 +417,20 @@ impl Collector {
     }
 
     /// The served kind an owner reference names, if this server knows it.
-    fn kind_of(&self, owner: &OwnerRef) -> Option<&ResourceKind> {
+    fn kind_of(&self, cluster: &str, owner: &OwnerRef) -> Option<ResourceKind> {
         let (group, version) = owner
             .api_version
             .split_once('/')
             .unwrap_or(("", owner.api_version.as_str()));
-        self.registry.find_kind(group, version, &owner.kind)
+        self.apis
+            .for_cluster(cluster)
+            .find_kind(group, version, &owner.kind)
+            .cloned()
     }
 
     /// Reads an owner reference's target.
     async fn owner_state(&self, dependent: &ObjectKey, owner: &OwnerRef) -> Result<OwnerState, String> {
-        let Some(kind) = self.kind_of(owner) else {
+        let Some(kind) = self.kind_of(&dependent.cluster, owner) else {
             // An API this server does not serve: never collect on its account.
             return Ok(OwnerState::Solid);
         };
@@ -433,7 +465,10 @@ impl Collector {
     }
 
     fn kind_for_key(&self, key: &ObjectKey) -> Option<ResourceKind> {
-        self.registry.kind_for_storage(&key.resource).cloned()
+        self.apis
+            .for_cluster(&key.cluster)
+            .kind_for_storage(&key.resource)
+            .cloned()
     }
 
     /// Decides a dependent's fate from its owners' states.

@@ -205,7 +205,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     resume_namespace_cleanup(&state).await;
 
     let shutdown = CancellationToken::new();
-    let collector = crate::garbage::spawn(state.store.clone(), state.apis.base().clone(), shutdown.clone());
+    let collector = crate::garbage::spawn(state.store.clone(), state.apis.clone(), shutdown.clone());
     let definitions = crate::crd::spawn_controller(state.store.clone(), state.apis.clone(), shutdown.clone());
     let serving = accept_loop(listener, acceptor, state, shutdown.clone());
     let task = tokio::spawn(async move {

@@ -289,6 +289,24 @@ async fn scenario(storage: &str) {
     assert_eq!(kubectl.ok(&revision).await, before);
     kubectl.ok(&["delete", "ct", "ssa-cron"]).await;
 
+    // The garbage collector follows custom resources too: a CronTab owned by a ConfigMap goes
+    // with it.
+    kubectl.ok(&["create", "configmap", "cron-owner"]).await;
+    let owner_uid = kubectl
+        .ok(&["get", "cm", "cron-owner", "-o", "jsonpath={.metadata.uid}"])
+        .await;
+    let owned = CRONTAB.replace(
+        "  name: my-cron\n",
+        &format!(
+            "  name: owned-cron\n  ownerReferences: [{{apiVersion: v1, kind: ConfigMap, name: cron-owner, uid: {owner_uid}}}]\n"
+        ),
+    );
+    kubectl.ok_with_input(&["apply", "-f", "-"], &owned).await;
+    kubectl.ok(&["delete", "cm", "cron-owner"]).await;
+    kubectl
+        .ok(&["wait", "--for=delete", "ct/owned-cron", "--timeout=20s"])
+        .await;
+
     // Served versions share the storage version's objects; a deprecated one warns; an unserved
     // one is not there.
     let beta = kubectl

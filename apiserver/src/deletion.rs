@@ -283,7 +283,12 @@ pub async fn delete_object(
             object["metadata"]["deletionTimestamp"] = json!(object::now());
             object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             if is_namespace {
-                object["status"]["phase"] = json!("Terminating");
+                match object.get_mut("status").and_then(Value::as_object_mut) {
+                    Some(status) => {
+                        status.insert("phase".into(), json!("Terminating"));
+                    }
+                    None => object["status"] = json!({ "phase": "Terminating" }),
+                }
             }
             changed = true;
         }

@@ -878,8 +878,6 @@ async fn write_update(
             };
             base["metadata"]["managedFields"] = fields.clone();
             new["metadata"]["managedFields"] = fields;
-        }
-        if ownership == Ownership::Update {
             record_update(request, Some(&base), &mut new);
         }
         if object::name_of(&new) != Some(name) {
@@ -994,12 +992,18 @@ fn set_at(object: &mut Value, pointer: &str, value: Value) {
         return;
     };
     for step in parents {
-        if !node.get(step.as_str()).is_some_and(Value::is_object) {
-            node[step.as_str()] = json!({});
+        let Some(map) = node.as_object_mut() else {
+            return;
+        };
+        let child = map.entry(step.clone()).or_insert_with(|| json!({}));
+        if !child.is_object() {
+            *child = json!({});
         }
-        node = &mut node[step.as_str()];
+        node = child;
     }
-    node[last.as_str()] = value;
+    if let Some(map) = node.as_object_mut() {
+        map.insert(last.clone(), value);
+    }
 }
 
 /// The autoscaling/v1 Scale of a scalable object.

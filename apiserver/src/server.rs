@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use coxswain_storage::{
     ClusterScope, ListRequest, ObjectKey, Preconditions, Scope, SqlStore, Store, StoreOptions,
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::{Value, json};
@@ -261,7 +261,16 @@ async fn accept_loop(
             let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
                 let state = state.clone();
                 let identity = identity.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(&state, identity, request).await) }
+                async move {
+                    // A bug must cost one request a 500, never the connection or the process.
+                    let handled = std::panic::AssertUnwindSafe(handle(&state, identity, request))
+                        .catch_unwind()
+                        .await;
+                    Ok::<_, std::convert::Infallible>(handled.unwrap_or_else(|_| {
+                        warn!("a request handler panicked");
+                        ApiError::internal("the request handler failed").into_response()
+                    }))
+                }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);

@@ -233,6 +233,11 @@ fn presented(kind: &ResourceKind, mut object: Value) -> Value {
     if object.get("apiVersion").and_then(Value::as_str) != Some(kind.api_version().as_str()) {
         object["apiVersion"] = json!(kind.api_version());
     }
+    // Custom resources are defaulted on read too, so objects stored before a default was added
+    // show it (as upstream does when it reads from storage).
+    if let Some(custom) = &kind.custom {
+        crate::structural::apply_defaults(&mut object, &custom.schema);
+    }
     object
 }
 

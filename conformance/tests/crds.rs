@@ -370,6 +370,22 @@ async fn scenario(storage: &str) {
         "{root_widgets}"
     );
 
+    // A default added to the schema later shows on objects stored before it (defaulting on read).
+    let with_suspend = CRONTAB_CRD.replace(
+        "              replicas:\n",
+        "              suspend:\n                type: boolean\n                default: false\n              replicas:\n",
+    );
+    assert_ne!(with_suspend, CRONTAB_CRD);
+    kubectl.ok_with_input(&["apply", "-f", "-"], &with_suspend).await;
+    kubectl
+        .ok(&[
+            "wait",
+            "--for=jsonpath={.spec.suspend}=false",
+            "ct/my-cron",
+            "--timeout=20s",
+        ])
+        .await;
+
     // The API is back after a restart without any client action.
     server = server.restart().await;
     let after = kubectl

@@ -163,6 +163,18 @@ fn validate_at(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause
                     format!("{path} in body should be at least {min} chars long"),
                 ));
             }
+            if let Some(format) = schema.get("format").and_then(Value::as_str)
+                && !format_holds(format, text)
+            {
+                causes.push(invalid(
+                    path,
+                    value,
+                    format!(
+                        "{path} in body must be of type {format}: {}",
+                        Value::String(text.clone())
+                    ),
+                ));
+            }
             if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
                 && let Ok(regex) = regex::Regex::new(pattern)
                 && !regex.is_match(text)
@@ -265,6 +277,41 @@ fn duplicates(items: &[Value], schema: &Value, path: &str, causes: &mut Vec<Caus
         } else {
             seen.push(id);
         }
+    }
+}
+
+/// Whether a string has a `format` upstream checks; unknown formats hold.
+fn format_holds(format: &str, text: &str) -> bool {
+    use base64::Engine;
+    match format {
+        "date-time" | "datetime" => chrono::DateTime::parse_from_rfc3339(text).is_ok(),
+        "date" => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok(),
+        "byte" => base64::engine::general_purpose::STANDARD.decode(text).is_ok(),
+        "uuid" => {
+            let parts: Vec<&str> = text.split('-').collect();
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
+                && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+        }
+        "ipv4" => text.parse::<std::net::Ipv4Addr>().is_ok(),
+        "ipv6" => text.parse::<std::net::Ipv6Addr>().is_ok(),
+        "cidr" => text
+            .split_once('/')
+            .is_some_and(|(ip, bits)| ip.parse::<std::net::IpAddr>().is_ok() && bits.parse::<u8>().is_ok()),
+        "hostname" => {
+            !text.is_empty()
+                && text.len() <= 253
+                && text.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                })
+        }
+        "email" => text
+            .split_once('@')
+            .is_some_and(|(user, host)| !user.is_empty() && host.contains('.')),
+        _ => true,
     }
 }
 
@@ -466,6 +513,30 @@ mod tests {
             validate(&out_of_range, &schema(), "")[0].message,
             "Invalid value: 11: spec.replicas in body should be less than or equal to 10"
         );
+    }
+
+    #[test]
+    fn formats_are_checked() {
+        let schema = json!({"type": "object", "properties": {
+            "at": {"type": "string", "format": "date-time"},
+            "id": {"type": "string", "format": "uuid"},
+            "ip": {"type": "string", "format": "ipv4"}
+        }});
+        let good = json!({"at": "2026-01-01T00:00:00Z", "id": "0c2820fd-70bc-4169-8c9b-3bf31e67110b", "ip": "10.0.0.1"});
+        assert!(validate(&good, &schema, "").is_empty());
+        let bad = json!({"at": "yesterday", "id": "x", "ip": "10.0.0"});
+        let messages: Vec<String> = validate(&bad, &schema, "")
+            .into_iter()
+            .map(|c| c.message)
+            .collect();
+        assert!(
+            messages.contains(
+                &"Invalid value: \"yesterday\": at in body must be of type date-time: \"yesterday\""
+                    .to_string()
+            ),
+            "{messages:?}"
+        );
+        assert_eq!(messages.len(), 3);
     }
 
     #[test]

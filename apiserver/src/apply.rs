@@ -10,22 +10,10 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::managed::{self, Path, Writer};
-use crate::openapi;
+use crate::openapi::{deref_schema as deref, field_schema};
 
 /// Deepest nesting an apply configuration may have (deeper documents are rejected while decoding).
 const MAX_DEPTH: usize = 200;
-
-fn deref(schema: Option<&Value>) -> Option<&Value> {
-    schema.map(openapi::deref)
-}
-
-fn field_schema<'a>(schema: Option<&'a Value>, key: &str) -> Option<&'a Value> {
-    let schema = deref(schema)?;
-    schema
-        .get("properties")
-        .and_then(|p| p.get(key))
-        .or_else(|| schema.get("additionalProperties").filter(|s| s.is_object()))
-}
 
 /// A map replaced as a whole: `map-type: atomic`, or a schema that describes no fields at all.
 fn atomic_map(schema: Option<&Value>) -> bool {
@@ -125,15 +113,7 @@ fn merge(target: &mut Value, config: &Value, schema: Option<&Value>, depth: usiz
 /// The key step (`k:{…}` or `v:…`) of a list item, as FieldsV1 spells it.
 fn item_step(item: &Value, keys: Option<&[String]>) -> Path {
     match keys {
-        Some(keys) => {
-            let mut key = Map::new();
-            for name in keys {
-                if let Some(value) = item.get(name).cloned().or_else(|| managed::key_default(name)) {
-                    key.insert(name.clone(), value);
-                }
-            }
-            vec![format!("k:{}", Value::Object(key))]
-        }
+        Some(keys) => vec![managed::key_step(item, keys)],
         None => vec![format!("v:{item}")],
     }
 }

@@ -8,16 +8,11 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
-use crate::openapi;
+use crate::openapi::deref_schema as deref;
 
 /// One step of a field path, in its FieldsV1 spelling (`f:name`, `k:{"name":"c"}`, `v:"x"`).
 pub(crate) type Step = String;
 pub(crate) type Path = Vec<Step>;
-
-/// The schema behind a reference, if there is a schema.
-fn deref(schema: Option<&Value>) -> Option<&Value> {
-    schema.map(openapi::deref)
-}
 
 /// Metadata fields the server owns; never part of a manager's set.
 const SERVER_METADATA: &[&str] = &[
@@ -37,6 +32,18 @@ const SERVER_METADATA: &[&str] = &[
 /// (of container and service ports, the only defaulted key fields) as defaulting to `TCP`.
 pub(crate) fn key_default(name: &str) -> Option<Value> {
     (name == "protocol").then(|| json!("TCP"))
+}
+
+/// A map-list item's FieldsV1 step: `k:` and its key fields (missing ones at their default).
+pub(crate) fn key_step<S: AsRef<str>>(item: &Value, keys: &[S]) -> Step {
+    let mut key = Map::new();
+    for name in keys {
+        let name = name.as_ref();
+        if let Some(value) = item.get(name).cloned().or_else(|| key_default(name)) {
+            key.insert(name.to_string(), value);
+        }
+    }
+    format!("k:{}", Value::Object(key))
 }
 
 /// Every path of `value`: leaves, plus the item itself for list items and map entries' parents.
@@ -83,13 +90,7 @@ fn collect(value: &Value, schema: Option<&Value>, path: &mut Path, out: &mut Vec
             match list_type {
                 Some("map") if !keys.is_empty() => {
                     for item in items {
-                        let mut key = Map::new();
-                        for name in &keys {
-                            if let Some(v) = item.get(*name).cloned().or_else(|| key_default(name)) {
-                                key.insert((*name).to_string(), v);
-                            }
-                        }
-                        path.push(format!("k:{}", Value::Object(key)));
+                        path.push(key_step(item, &keys));
                         out.push((path.clone(), Value::Null));
                         collect(item, item_schema, path, out);
                         path.pop();

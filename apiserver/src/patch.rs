@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::openapi;
+use crate::openapi::{deref_schema as deref, field_schema};
 
 /// Merge keys tried, in order, when no schema names one.
 const GUESSED_KEYS: &[&str] = &[
@@ -30,24 +30,12 @@ pub enum Kind {
 }
 
 /// The schema behind a reference, if there is a schema.
-fn deref(schema: Option<&Value>) -> Option<&Value> {
-    schema.map(openapi::deref)
-}
-
 /// Applies `patch` to `target` in place; `schema` is the target's type (strategic only).
 pub fn apply(target: &mut Value, patch: &Value, kind: Kind, schema: Option<&Value>) {
     merge_value(target, patch, kind == Kind::Strategic, schema, 0);
 }
 
 /// The schema of a field of an object schema (a property, or the map's value schema).
-fn field_schema<'a>(schema: Option<&'a Value>, key: &str) -> Option<&'a Value> {
-    let schema = deref(schema)?;
-    schema
-        .get("properties")
-        .and_then(|p| p.get(key))
-        .or_else(|| schema.get("additionalProperties").filter(|s| s.is_object()))
-}
-
 fn strategy_of(schema: Option<&Value>) -> &str {
     schema
         .and_then(|s| s.get("x-kubernetes-patch-strategy"))
@@ -223,7 +211,7 @@ mod tests {
 
     #[test]
     fn strategic_merge_follows_the_schema() {
-        let schema = openapi::schema_of("apps", "v1", "Deployment");
+        let schema = crate::openapi::schema_of("apps", "v1", "Deployment");
         assert!(schema.is_some());
         let mut doc = json!({"spec": {"template": {"spec": {
             "containers": [{"name": "a", "image": "x", "args": ["1", "2"], "ports": [{"containerPort": 80}]}, {"name": "b", "image": "y"}],

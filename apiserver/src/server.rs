@@ -359,15 +359,18 @@ async fn handle(
     response
 }
 
-/// Re-encodes a JSON-lines watch stream as length-prefixed protobuf WatchEvents, event by event.
-/// An event the schema table cannot express (none of the built-in kinds) is dropped with a warning.
-fn as_protobuf_watch(response: Response) -> Response {
-    let is_json = response
+fn is_json(response: &Response) -> bool {
+    response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t == "application/json");
-    if !is_json {
+        .is_some_and(|t| t == "application/json")
+}
+
+/// Re-encodes a JSON-lines watch stream as length-prefixed protobuf WatchEvents, event by event.
+/// An event the schema table cannot express (none of the built-in kinds) is dropped with a warning.
+fn as_protobuf_watch(response: Response) -> Response {
+    if !is_json(&response) {
         return response;
     }
     let (mut parts, body) = response.into_parts();
@@ -406,12 +409,7 @@ fn as_protobuf_watch(response: Response) -> Response {
 /// Re-encodes a JSON response as Kubernetes protobuf when the schema table can express it; JSON
 /// otherwise (protobuf clients all accept JSON too).
 async fn as_protobuf(response: Response) -> Response {
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t == "application/json");
-    if !is_json {
+    if !is_json(&response) {
         return response;
     }
     let (mut parts, body) = response.into_parts();

@@ -3,5 +3,6 @@
 //! binaries against a server started in the test process (`tests/kubectl.rs`).
 
 pub mod bench;
+pub mod helm;
 pub mod kubectl;
 pub mod raw;

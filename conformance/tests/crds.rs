@@ -4,9 +4,7 @@
 //! after a restart; isolation between logical clusters; a chart with a CRD in `crds/`; and the
 //! objects going with their definition.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
+use coxswain_conformance::helm::Helm;
 use coxswain_conformance::kubectl::{Kubectl, TestServer, kubectl_binaries};
 use coxswain_storage::testing::fresh_database;
 
@@ -38,30 +36,6 @@ spec:
 "#;
 const WIDGET: &str =
     "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: {{ .Release.Name }}-widget\nspec: {}\n";
-
-fn helm(home: &Path, kubeconfig: &Path, args: &[&str]) -> String {
-    let binary = PathBuf::from(
-        std::env::var("COXSWAIN_TEST_HELM")
-            .expect("COXSWAIN_TEST_HELM must name helm 4 (scripts/test.sh installs it)"),
-    );
-    let output = Command::new(binary)
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env("HOME", home)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .current_dir(home)
-        .output()
-        .expect("run helm");
-    assert!(
-        output.status.success(),
-        "helm {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 async fn scenario(storage: &str) {
     let mut server = TestServer::start(storage).await;
@@ -400,16 +374,13 @@ async fn scenario(storage: &str) {
     std::fs::write(chart.join("Chart.yaml"), WIDGET_CHART).expect("Chart.yaml");
     std::fs::write(chart.join("crds/widget.yaml"), WIDGET_CRD).expect("crd");
     std::fs::write(chart.join("templates/widget.yaml"), WIDGET).expect("template");
-    helm(
-        home.path(),
-        &server.kubeconfig(),
-        &["install", "shop", "./widgets"],
-    );
+    let helm = Helm::new(&server.kubeconfig(), home.path());
+    helm.ok(&["install", "shop", "./widgets"]);
     let size = kubectl
         .ok(&["get", "widget", "shop-widget", "-o", "jsonpath={.spec.size}"])
         .await;
     assert_eq!(size, "3", "defaulted from the schema");
-    helm(home.path(), &server.kubeconfig(), &["uninstall", "shop"]);
+    helm.ok(&["uninstall", "shop"]);
 
     // Deleting a definition deletes its objects, then the API.
     kubectl.ok(&["delete", NAME, "--timeout=30s"]).await;

@@ -2,74 +2,44 @@
 //! `helm create`'s chart. Needs `COXSWAIN_TEST_HELM` (the test command installs Helm 4.1.4) and a
 //! kubectl (`COXSWAIN_TEST_KUBECTL` or `/usr/bin/kubectl`) for checks.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
+use coxswain_conformance::helm::Helm;
 use coxswain_conformance::kubectl::{Kubectl, TestServer, kubectl_binaries};
 use coxswain_storage::testing::fresh_database;
 
-fn helm(binary: &Path, kubeconfig: &Path, home: &Path, args: &[&str]) -> Output {
-    Command::new(binary)
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env("HOME", home)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .current_dir(home)
-        .output()
-        .expect("run helm")
-}
-
-fn ok(output: Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "helm {what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 async fn lifecycle(storage: &str) {
-    let binary = PathBuf::from(
-        std::env::var("COXSWAIN_TEST_HELM")
-            .expect("COXSWAIN_TEST_HELM must name helm 4 (scripts/test.sh installs it)"),
-    );
     let server = TestServer::start(storage).await;
     let home = tempfile::tempdir().expect("home");
     let config = server.kubeconfig();
-    let run = |args: &[&str]| helm(&binary, &config, home.path(), args);
+    let helm = Helm::new(&config, home.path());
     let kubectl = Kubectl::new(&kubectl_binaries()[0], &config, home.path());
 
-    ok(run(&["create", "demo"]), "create");
-    ok(run(&["install", "demo", "./demo"]), "install");
-    let list = ok(run(&["list"]), "list");
+    helm.ok(&["create", "demo"]);
+    helm.ok(&["install", "demo", "./demo"]);
+    let list = helm.ok(&["list"]);
     assert!(
         list.lines()
             .any(|l| l.starts_with("demo") && l.contains("deployed")),
         "{list}"
     );
-    let status = ok(run(&["status", "demo"]), "status");
+    let status = helm.ok(&["status", "demo"]);
     assert!(status.contains("STATUS: deployed"), "{status}");
-    let manifest = ok(run(&["get", "manifest", "demo"]), "get manifest");
+    let manifest = helm.ok(&["get", "manifest", "demo"]);
     assert!(manifest.contains("kind: Deployment"), "{manifest}");
     let deployed = kubectl
         .ok(&["get", "deploy", "demo", "-o", "jsonpath={.spec.replicas}"])
         .await;
     assert_eq!(deployed, "1");
 
-    ok(
-        run(&["upgrade", "demo", "./demo", "--set", "replicaCount=2"]),
-        "upgrade",
-    );
-    let values = ok(run(&["get", "values", "demo"]), "get values");
+    helm.ok(&["upgrade", "demo", "./demo", "--set", "replicaCount=2"]);
+    let values = helm.ok(&["get", "values", "demo"]);
     assert!(values.contains("replicaCount: 2"), "{values}");
     let upgraded = kubectl
         .ok(&["get", "deploy", "demo", "-o", "jsonpath={.spec.replicas}"])
         .await;
     assert_eq!(upgraded, "2");
-    let history = ok(run(&["history", "demo"]), "history");
+    let history = helm.ok(&["history", "demo"]);
     let statuses: Vec<&str> = history
         .lines()
         .skip(1)
@@ -77,13 +47,13 @@ async fn lifecycle(storage: &str) {
         .collect();
     assert_eq!(statuses, ["superseded", "deployed"], "{history}");
 
-    ok(run(&["rollback", "demo", "1"]), "rollback");
+    helm.ok(&["rollback", "demo", "1"]);
     let rolled_back = kubectl
         .ok(&["get", "deploy", "demo", "-o", "jsonpath={.spec.replicas}"])
         .await;
     assert_eq!(rolled_back, "1");
 
-    ok(run(&["uninstall", "demo"]), "uninstall");
+    helm.ok(&["uninstall", "demo"]);
     let left = kubectl
         .ok(&[
             "get",
@@ -99,30 +69,24 @@ async fn lifecycle(storage: &str) {
         .ok(&["get", "secret", "-l", "owner=helm", "-o", "name"])
         .await;
     assert!(releases.trim().is_empty(), "release secrets remain: {releases}");
-    client_side_patches(&run, &kubectl).await;
-    server_dry_run(&run, &kubectl).await;
-    stateful_chart(&run, &kubectl, home.path()).await;
-    three_managers(&binary, &config, home.path(), &kubectl).await;
+    client_side_patches(&helm, &kubectl).await;
+    server_dry_run(&helm, &kubectl).await;
+    stateful_chart(&helm, &kubectl, home.path()).await;
+    three_managers(&helm, &kubectl).await;
     server.server.shutdown().await;
 }
 
 /// `--server-side=false`: Helm's three-way strategic merge patches instead of apply.
-async fn client_side_patches(run: &impl Fn(&[&str]) -> Output, kubectl: &Kubectl) {
-    ok(
-        run(&["install", "csa", "./demo", "--server-side=false"]),
-        "install --server-side=false",
-    );
-    ok(
-        run(&[
-            "upgrade",
-            "csa",
-            "./demo",
-            "--server-side=false",
-            "--set",
-            "replicaCount=3",
-        ]),
-        "upgrade --server-side=false",
-    );
+async fn client_side_patches(helm: &Helm, kubectl: &Kubectl) {
+    helm.ok(&["install", "csa", "./demo", "--server-side=false"]);
+    helm.ok(&[
+        "upgrade",
+        "csa",
+        "./demo",
+        "--server-side=false",
+        "--set",
+        "replicaCount=3",
+    ]);
     let replicas = kubectl
         .ok(&["get", "deploy", "csa-demo", "-o", "jsonpath={.spec.replicas}"])
         .await;
@@ -140,15 +104,12 @@ async fn client_side_patches(run: &impl Fn(&[&str]) -> Output, kubectl: &Kubectl
         !managers.contains("/Apply"),
         "no apply without server-side apply: {managers}"
     );
-    ok(run(&["uninstall", "csa"]), "uninstall csa");
+    helm.ok(&["uninstall", "csa"]);
 }
 
 /// `--dry-run=server` runs every write with dryRun=All: nothing is created.
-async fn server_dry_run(run: &impl Fn(&[&str]) -> Output, kubectl: &Kubectl) {
-    let out = ok(
-        run(&["install", "dry", "./demo", "--dry-run=server"]),
-        "install --dry-run=server",
-    );
+async fn server_dry_run(helm: &Helm, kubectl: &Kubectl) {
+    let out = helm.ok(&["install", "dry", "./demo", "--dry-run=server"]);
     assert!(out.contains("kind: Deployment"), "{out}");
     let left = kubectl
         .ok(&[
@@ -213,29 +174,23 @@ spec:
 
 /// `helm upgrade --install` of a chart with a Secret, a ConfigMap, a fixed-NodePort Service and a
 /// StatefulSet, installed and then upgraded.
-async fn stateful_chart(run: &impl Fn(&[&str]) -> Output, kubectl: &Kubectl, home: &Path) {
+async fn stateful_chart(helm: &Helm, kubectl: &Kubectl, home: &Path) {
     let chart = home.join("stack");
     std::fs::create_dir_all(chart.join("templates")).expect("chart dir");
     std::fs::write(chart.join("Chart.yaml"), STACK_CHART).expect("Chart.yaml");
     std::fs::write(chart.join("values.yaml"), STACK_VALUES).expect("values.yaml");
     std::fs::write(chart.join("templates/all.yaml"), STACK_TEMPLATE).expect("template");
-    ok(
-        run(&["upgrade", "--install", "stack", "./stack"]),
-        "upgrade --install (install)",
-    );
-    ok(
-        run(&[
-            "upgrade",
-            "--install",
-            "stack",
-            "./stack",
-            "--set",
-            "message=bye",
-            "--set",
-            "replicas=2",
-        ]),
-        "upgrade --install (upgrade)",
-    );
+    helm.ok(&["upgrade", "--install", "stack", "./stack"]);
+    helm.ok(&[
+        "upgrade",
+        "--install",
+        "stack",
+        "./stack",
+        "--set",
+        "message=bye",
+        "--set",
+        "replicas=2",
+    ]);
     let state = kubectl
         .ok(&[
             "get",
@@ -247,12 +202,12 @@ async fn stateful_chart(run: &impl Fn(&[&str]) -> Output, kubectl: &Kubectl, hom
         ])
         .await;
     assert_eq!(state, "bye 30080 2");
-    let history = ok(run(&["history", "stack"]), "history stack");
+    let history = helm.ok(&["history", "stack"]);
     assert!(
         history.contains("superseded") && history.contains("deployed"),
         "{history}"
     );
-    ok(run(&["uninstall", "stack"]), "uninstall stack");
+    helm.ok(&["uninstall", "stack"]);
     let left = kubectl
         .ok(&["get", "secret/stack-secret", "--ignore-not-found", "-o", "name"])
         .await;
@@ -261,16 +216,8 @@ async fn stateful_chart(run: &impl Fn(&[&str]) -> Output, kubectl: &Kubectl, hom
 
 /// `helm template | kubectl apply --server-side`, a second manager changing one field, and the
 /// conflict the next apply reports until it forces.
-async fn three_managers(helm_binary: &Path, config: &Path, home: &Path, kubectl: &Kubectl) {
-    let rendered = ok(
-        helm(
-            helm_binary,
-            config,
-            home,
-            &["template", "tmpl", "./demo", "--skip-tests"],
-        ),
-        "template",
-    );
+async fn three_managers(helm: &Helm, kubectl: &Kubectl) {
+    let rendered = helm.ok(&["template", "tmpl", "./demo", "--skip-tests"]);
     kubectl.ok(&["create", "namespace", "ssa"]).await;
     let apply = ["apply", "--server-side", "-n", "ssa", "-f", "-"];
     kubectl.ok_with_input(&apply, &rendered).await;

@@ -52,6 +52,20 @@ pub fn schema_of(group: &str, version: &str, kind: &str) -> Option<&'static Valu
     definitions.schemas.get(name)
 }
 
+/// The schema behind a reference, if there is a schema.
+pub fn deref_schema(schema: Option<&Value>) -> Option<&Value> {
+    schema.map(deref)
+}
+
+/// The schema of field `key` of an object schema: its property, else its value schema.
+pub fn field_schema<'a>(schema: Option<&'a Value>, key: &str) -> Option<&'a Value> {
+    let schema = deref_schema(schema)?;
+    schema
+        .get("properties")
+        .and_then(|p| p.get(key))
+        .or_else(|| schema.get("additionalProperties").filter(|s| s.is_object()))
+}
+
 /// The schema a `$ref` points at.
 pub fn resolve(reference: &str) -> Option<&'static Value> {
     DEFINITIONS

@@ -290,8 +290,8 @@ pub(crate) fn set_entries(object: &mut Value, mut entries: Vec<Value>) {
             text(entry, "operation"),
             text(entry, "time"),
             text(entry, "manager"),
-            text(entry, "apiVersion"),
             text(entry, "subresource"),
+            text(entry, "apiVersion"),
         )
     };
     entries.sort_by_key(order);

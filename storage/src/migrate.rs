@@ -16,10 +16,16 @@ pub(crate) const SQLITE: &[Migration] = &[Migration {
     sql: include_str!("../migrations/sqlite/0001_init.sql"),
 }];
 
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../migrations/postgres/0002_live_key_index.sql"),
+    },
+];
 
 /// What the database holds before migrating.
 #[derive(Debug)]

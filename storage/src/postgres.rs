@@ -136,6 +136,36 @@ fn push_scope(query: &mut QueryBuilder<'_, Db>, scope: &Scope) {
     }
 }
 
+/// A list part's conditions besides liveness (scope, `revision <= at`, after the cursor, the
+/// selector), its order and its limit.
+fn push_list_conditions(
+    query: &mut QueryBuilder<'_, Db>,
+    scope: &Scope,
+    selector: &LabelSelector,
+    at: u64,
+    after: Option<&ListCursor>,
+    limit: Option<u64>,
+) {
+    push_scope(query, scope);
+    query.push(" AND revision <= ").push_bind(at as i64);
+    if let Some(after) = after {
+        query
+            .push(" AND (cluster, namespace, name) > (")
+            .push_bind(after.cluster.clone());
+        query
+            .push(", ")
+            .push_bind(after.namespace.clone())
+            .push(", ")
+            .push_bind(after.name.clone())
+            .push(")");
+    }
+    push_selector(query, selector);
+    query.push(" ORDER BY cluster, namespace, name");
+    if let Some(limit) = limit {
+        query.push(" LIMIT ").push_bind(limit.min(i64::MAX as u64) as i64);
+    }
+}
+
 /// One condition per requirement on the `labels` jsonb column, in forms its GIN index answers
 /// (`@>` containment and `?` key existence).
 fn push_selector(query: &mut QueryBuilder<'_, Db>, selector: &LabelSelector) {
@@ -172,25 +202,15 @@ const LOOKUP: &str = "WITH m AS (SELECT revision FROM meta WHERE id = 1), \
               WHERE kv.superseded IS NULL) \
      SELECT m.revision, live.* FROM m LEFT JOIN live ON true";
 
-/// Writes a planned batch if and only if the shard is still at the revision it was planned on and
-/// none of the keys in `$19..$22` (creates planned without a lookup) is live: the `meta` update
-/// re-checks `revision = $15` after waiting for any concurrent writer's row lock, and every other
-/// part runs only if it matched. Returns one row when the batch was written.
-const WRITE: &str = "WITH clash AS ( \
-         SELECT 1 FROM kv JOIN unnest($19::text[], $20::text[], $21::text[], $22::text[]) AS k(c, r, ns, n) \
-         ON kv.cluster = k.c AND kv.resource = k.r AND kv.namespace = k.ns AND kv.name = k.n \
-         WHERE kv.superseded IS NULL LIMIT 1), \
-     counter AS (UPDATE meta SET revision = $16 WHERE id = 1 AND revision = $15 AND NOT EXISTS (SELECT 1 FROM clash) RETURNING 1), \
-     superseded AS ( \
-         UPDATE kv SET superseded = u.s FROM unnest($13::int8[], $14::int8[]) AS u(r, s) \
-         WHERE kv.revision = u.r AND EXISTS (SELECT 1 FROM counter)), \
-     inserted AS ( \
-         INSERT INTO kv (revision, cluster, resource, namespace, name, value, labels, uid, create_revision, prev_revision, deleted, superseded) \
-         SELECT r, c, res, ns, n, v, l::jsonb, u, cr, pr, d, s FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], \
-         $6::bytea[], $7::text[], $8::text[], $9::int8[], $10::int8[], $11::bool[], $12::int8[]) AS t(r, c, res, ns, n, v, l, u, cr, pr, d, s) \
-         WHERE EXISTS (SELECT 1 FROM counter)), \
-     batch AS (INSERT INTO batches (last_revision, committed_at_ms) SELECT $16, $17 FROM counter) \
-     SELECT pg_notify($18, $16::text) FROM counter";
+/// Writes a planned batch through `coxswain_write` (schema v2): if and only if the shard is still at
+/// the revision `$15` it was planned on (checked after waiting for any concurrent writer's lock on the
+/// `meta` row). Creates planned without a lookup need no check here: the unique `kv_live` index fails
+/// the statement if one of their keys is live.
+const WRITE: &str = "SELECT coxswain_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+     $15, $16, $17, $18)";
+
+/// SQLSTATE of a unique violation: a create planned without a lookup found its key live.
+const UNIQUE_VIOLATION: &str = "23505";
 
 impl Postgres {
     /// Reads the base revision and the live rows of the mutated keys.
@@ -214,9 +234,10 @@ impl Postgres {
         rows::lookup(rows)
     }
 
-    /// Runs [`WRITE`] for `plan` planned on `base`, assuming the keys in `unchecked` are not live;
-    /// true when it was written.
-    async fn write_with<'c, E>(executor: E, base: u64, plan: &Plan, unchecked: &[ObjectKey]) -> Result<bool>
+    /// Runs [`WRITE`] for `plan` planned on `base`; true when it was written. A create's key found
+    /// live (only possible for creates planned without a lookup) fails the batch as a whole: false,
+    /// and the sequencer plans it again with a lookup.
+    async fn write_with<'c, E>(executor: E, base: u64, plan: &Plan) -> Result<bool>
     where
         E: sqlx::Executor<'c, Database = Db>,
     {
@@ -224,7 +245,7 @@ impl Postgres {
             return Ok(true);
         };
         let rows = &plan.rows;
-        let written = sqlx::query(WRITE)
+        let written = sqlx::query_scalar::<_, bool>(WRITE)
             .bind(rows.iter().map(|r| r.revision as i64).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.key.cluster.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.key.resource.as_str()).collect::<Vec<_>>())
@@ -251,13 +272,19 @@ impl Postgres {
             .bind(last as i64)
             .bind(now_ms())
             .bind(CHANNEL)
-            .bind(unchecked.iter().map(|k| k.cluster.as_str()).collect::<Vec<_>>())
-            .bind(unchecked.iter().map(|k| k.resource.as_str()).collect::<Vec<_>>())
-            .bind(unchecked.iter().map(|k| k.namespace.as_str()).collect::<Vec<_>>())
-            .bind(unchecked.iter().map(|k| k.name.as_str()).collect::<Vec<_>>())
-            .fetch_optional(executor)
-            .await?;
-        Ok(written.is_some())
+            .fetch_one(executor)
+            .await;
+        match written {
+            Ok(written) => Ok(written),
+            Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some(UNIQUE_VIOLATION) => {
+                debug!(
+                    "a create's key is live; planning the batch again: {}",
+                    err.message()
+                );
+                Ok(false)
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 }
 
@@ -268,8 +295,9 @@ impl Backend for Postgres {
     }
 
     /// One autocommit statement: a single round trip.
-    async fn write(&self, base: u64, plan: &Plan, unchecked: &[ObjectKey]) -> Result<bool> {
-        Self::write_with(&self.pool, base, plan, unchecked).await
+    /// The unchecked creates' keys are checked by the unique `kv_live` index as the rows go in.
+    async fn write(&self, base: u64, plan: &Plan, _unchecked: &[ObjectKey]) -> Result<bool> {
+        Self::write_with(&self.pool, base, plan).await
     }
 
     async fn commit_locked(&self, mutations: &[Mutation]) -> Result<Plan> {
@@ -279,7 +307,7 @@ impl Backend for Postgres {
             .await?;
         let (base, live) = Self::lookup_with(&mut *tx, mutations).await?;
         let plan = plan_batch(base, &live, mutations);
-        if !Self::write_with(&mut *tx, base, &plan, &[]).await? {
+        if !Self::write_with(&mut *tx, base, &plan).await? {
             return Err(Error::Corrupt(
                 "the revision counter moved while its row was locked".into(),
             ));
@@ -320,37 +348,39 @@ impl Backend for Postgres {
         after: Option<&ListCursor>,
         limit: Option<u64>,
     ) -> Result<Vec<StoredObject>> {
-        let mut query: QueryBuilder<Db> =
-            QueryBuilder::new("SELECT cluster, namespace, name, revision, value FROM kv WHERE NOT deleted");
-        push_scope(&mut query, scope);
-        query.push(" AND revision <= ").push_bind(at as i64);
+        // The versions live at `at`: those still live (through `kv_live`, in key order) and those
+        // superseded since (through `kv_superseded`; few, unless `at` is old). One statement, so one
+        // snapshot; each part is ordered and limited on its own and the two are merged here.
+        let mut query: QueryBuilder<Db> = QueryBuilder::new(
+            "(SELECT cluster, namespace, name, revision, value FROM kv WHERE superseded IS NULL AND NOT deleted",
+        );
+        push_list_conditions(&mut query, scope, selector, at, after, limit);
         query
-            .push(" AND (superseded IS NULL OR superseded > ")
-            .push_bind(at as i64)
-            .push(")");
-        if let Some(after) = after {
-            query
-                .push(" AND (cluster, namespace, name) > (")
-                .push_bind(after.cluster.clone());
-            query
-                .push(", ")
-                .push_bind(after.namespace.clone())
-                .push(", ")
-                .push_bind(after.name.clone())
-                .push(")");
-        }
-        push_selector(&mut query, selector);
-        query.push(" ORDER BY cluster, namespace, name");
-        if let Some(limit) = limit {
-            query.push(" LIMIT ").push_bind(limit.min(i64::MAX as u64) as i64);
-        }
-        query
+            .push(
+                ") UNION ALL (SELECT cluster, namespace, name, revision, value FROM kv WHERE NOT deleted AND superseded > ",
+            )
+            .push_bind(at as i64);
+        push_list_conditions(&mut query, scope, selector, at, after, limit);
+        query.push(")");
+        let mut objects = query
             .build()
             .fetch_all(&self.pool)
             .await?
             .into_iter()
             .map(|row| rows::listed(&row, &scope.resource))
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        // Bytewise, as the columns' "C" collation orders them.
+        objects.sort_by(|a, b| {
+            (&a.key.cluster, &a.key.namespace, &a.key.name).cmp(&(
+                &b.key.cluster,
+                &b.key.namespace,
+                &b.key.name,
+            ))
+        });
+        if let Some(limit) = limit {
+            objects.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        }
+        Ok(objects)
     }
 
     async fn history(

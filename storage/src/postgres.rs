@@ -30,6 +30,8 @@ const MIGRATION_LOCK: i64 = 0x636f_7873_7761_696e;
 #[derive(Debug)]
 pub(crate) struct Postgres {
     pool: PgPool,
+    /// Names this process in its commit notifications, so that it skips its own.
+    writer: String,
     listener: Mutex<Option<PgListener>>,
 }
 
@@ -76,6 +78,7 @@ impl Postgres {
         migrate(&pool, &place).await?;
         Ok(Self {
             pool,
+            writer: format!("{:016x}", rand::random::<u64>()),
             listener: Mutex::new(None),
         })
     }
@@ -207,7 +210,7 @@ const LOOKUP: &str = "WITH m AS (SELECT revision FROM meta WHERE id = 1), \
 /// `meta` row). Creates planned without a lookup need no check here: the unique `kv_live` index fails
 /// the statement if one of their keys is live.
 const WRITE: &str = "SELECT coxswain_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-     $15, $16, $17, $18)";
+     $15, $16, $17, $18, $19)";
 
 /// SQLSTATE of a unique violation: a create planned without a lookup found its key live.
 const UNIQUE_VIOLATION: &str = "23505";
@@ -237,7 +240,7 @@ impl Postgres {
     /// Runs [`WRITE`] for `plan` planned on `base`; true when it was written. A create's key found
     /// live (only possible for creates planned without a lookup) fails the batch as a whole: false,
     /// and the sequencer plans it again with a lookup.
-    async fn write_with<'c, E>(executor: E, base: u64, plan: &Plan) -> Result<bool>
+    async fn write_with<'c, E>(executor: E, writer: &str, base: u64, plan: &Plan) -> Result<bool>
     where
         E: sqlx::Executor<'c, Database = Db>,
     {
@@ -272,6 +275,7 @@ impl Postgres {
             .bind(last as i64)
             .bind(now_ms())
             .bind(CHANNEL)
+            .bind(writer)
             .fetch_one(executor)
             .await;
         match written {
@@ -297,7 +301,7 @@ impl Backend for Postgres {
     /// One autocommit statement: a single round trip.
     /// The unchecked creates' keys are checked by the unique `kv_live` index as the rows go in.
     async fn write(&self, base: u64, plan: &Plan, _unchecked: &[ObjectKey]) -> Result<bool> {
-        Self::write_with(&self.pool, base, plan).await
+        Self::write_with(&self.pool, &self.writer, base, plan).await
     }
 
     async fn commit_locked(&self, mutations: &[Mutation]) -> Result<Plan> {
@@ -307,7 +311,7 @@ impl Backend for Postgres {
             .await?;
         let (base, live) = Self::lookup_with(&mut *tx, mutations).await?;
         let plan = plan_batch(base, &live, mutations);
-        if !Self::write_with(&mut *tx, base, &plan).await? {
+        if !Self::write_with(&mut *tx, &self.writer, base, &plan).await? {
             return Err(Error::Corrupt(
                 "the revision counter moved while its row was locked".into(),
             ));
@@ -476,8 +480,21 @@ impl Backend for Postgres {
             return Some(u64::MAX);
         }
         let active = listener.as_mut()?;
-        match active.try_recv().await {
-            Ok(Some(notification)) => Some(notification.payload().parse().unwrap_or(u64::MAX)),
+        // A notification reads "<revision> <writer>"; this process publishes its own commits itself.
+        let received = loop {
+            match active.try_recv().await {
+                Ok(Some(notification)) => {
+                    let mut words = notification.payload().split(' ');
+                    let revision = words.next().and_then(|r| r.parse().ok());
+                    if words.next() != Some(self.writer.as_str()) {
+                        break Ok(Some(revision.unwrap_or(u64::MAX)));
+                    }
+                }
+                other => break other.map(|_| None),
+            }
+        };
+        match received {
+            Ok(Some(revision)) => Some(revision),
             // The connection dropped; it reconnects on the next call. Catch up in case we missed some.
             Ok(None) => Some(u64::MAX),
             Err(err) => {

@@ -9,7 +9,8 @@
 -- `coxswain_write` writes one planned batch in one round trip, in a fixed order: take the shard lock
 -- (the `meta` row) and check the base, supersede the replaced versions, insert the new ones (after the
 -- replaced versions left `kv_live`, so an update never collides with its own old version), record the
--- batch and announce it. It returns false, having written nothing, when the shard is no longer at
+-- batch and announce it (its last revision and the writing process, which need not read back what it
+-- wrote itself). It returns false, having written nothing, when the shard is no longer at
 -- the base.
 DROP INDEX kv_key;
 CREATE UNIQUE INDEX kv_live ON kv (cluster, resource, namespace, name) WHERE superseded IS NULL;
@@ -19,7 +20,7 @@ CREATE FUNCTION coxswain_write(
     p_vals bytea[], p_label_texts text[], p_uids text[], p_create_revisions int8[], p_prev_revisions int8[],
     p_deleted_flags bool[], p_superseded_by int8[],
     p_supersede_rows int8[], p_supersede_with int8[],
-    p_base int8, p_last int8, p_committed_ms int8, p_channel text
+    p_base int8, p_last int8, p_committed_ms int8, p_channel text, p_writer text
 ) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE meta SET revision = p_last WHERE id = 1 AND revision = p_base;
@@ -35,7 +36,7 @@ BEGIN
                 p_create_revisions, p_prev_revisions, p_deleted_flags, p_superseded_by)
          AS t(r, c, res, ns, n, v, l, u, cr, pr, d, s);
     INSERT INTO batches (last_revision, committed_at_ms) VALUES (p_last, p_committed_ms);
-    PERFORM pg_notify(p_channel, p_last::text);
+    PERFORM pg_notify(p_channel, p_last::text || ' ' || p_writer);
     RETURN true;
 END
 $$;

@@ -61,7 +61,7 @@ pub(crate) struct NewRow {
 }
 
 /// What a batch writes and what each mutation gets back.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Plan {
     pub rows: Vec<NewRow>,
     /// Rows already in the database that this batch supersedes: (their revision, superseding revision).
@@ -325,25 +325,32 @@ impl Sequencer {
         &mut self,
         requests: Vec<Reply>,
         mutations: &[Mutation],
-        prepared: &Prepared,
+        prepared: Arc<Prepared>,
         outcome: WriteOutcome,
     ) {
         let plan = match outcome {
-            Ok(Ok(true)) => Ok(None),
+            Ok(Ok(true)) => {
+                let last = prepared.last();
+                // The writer task is done with it, so this is the only reference.
+                let plan = match Arc::try_unwrap(prepared) {
+                    Ok(prepared) => prepared.plan,
+                    Err(shared) => shared.plan.clone(),
+                };
+                Ok((plan, Some(last)))
+            }
             Ok(Ok(false)) => {
                 debug!("another writer committed first; planning the batch again");
-                self.commit_again(mutations).await.map(Some)
+                self.commit_again(mutations).await.map(|plan| {
+                    let last = plan.last_revision();
+                    (plan, last)
+                })
             }
             Ok(Err(err)) => Err(err),
             Err(join) => Err(Error::Corrupt(format!("batch writer task failed: {join}"))),
         };
         match plan {
-            Ok(replanned) => {
-                let plan = replanned.as_ref().unwrap_or(&prepared.plan);
-                self.known = match &replanned {
-                    None => Some(prepared.last()),
-                    Some(plan) => plan.last_revision(),
-                };
+            Ok((plan, last)) => {
+                self.known = last;
                 self.acknowledge(requests, plan);
             }
             Err(err) => {
@@ -368,30 +375,32 @@ impl Sequencer {
         self.backend.commit_locked(mutations).await
     }
 
-    /// Publishes a committed batch's rows, then answers its writers.
-    fn acknowledge(&self, requests: Vec<Reply>, plan: &Plan) {
+    /// Answers a committed batch's writers, then publishes its rows (in revision order, before any
+    /// later batch's). The writers go first so that their next requests are prepared meanwhile; a
+    /// watch or read at a revision not yet published waits for it.
+    fn acknowledge(&self, requests: Vec<Reply>, plan: Plan) {
         debug!(
             mutations = requests.len(),
             rows = plan.rows.len(),
             "committed batch"
         );
+        for (request, outcome) in requests.into_iter().zip(plan.outcomes) {
+            let _ = request.send(outcome);
+        }
         if !plan.rows.is_empty() {
             let rows = plan
                 .rows
-                .iter()
+                .into_iter()
                 .map(|row| HistoryRow {
                     revision: row.revision,
-                    key: row.key.clone(),
-                    value: row.value.clone(),
                     created: row.prev_revision.is_none(),
                     deleted: row.deleted,
+                    key: row.key,
+                    value: row.value,
                 })
                 .collect();
             // The hub only goes away when the store shuts down.
             let _ = self.committed.send(rows);
-        }
-        for (request, outcome) in requests.into_iter().zip(plan.outcomes.iter()) {
-            let _ = request.send(outcome.clone());
         }
     }
 }
@@ -418,7 +427,7 @@ pub(crate) async fn run(
                 biased;
                 outcome = &mut flight.task => {
                     if let Some(InFlight { requests, mutations, prepared, .. }) = in_flight.take() {
-                        sequencer.finish(requests, &mutations, &prepared, outcome).await;
+                        sequencer.finish(requests, &mutations, prepared, outcome).await;
                     }
                 }
                 received = requests.recv_many(&mut batch, room), if open && room > 0 => open = received > 0,

@@ -1,7 +1,8 @@
 //! The PostgreSQL backend. Several Coxswain processes may share one database: a write transaction
 //! first locks the shard's `meta` row, so revisions are assigned and committed in one global order;
-//! each commit sends `NOTIFY coxswain_commits` with its last revision, which wakes the other
-//! processes' watch tailers (the notification is a hint, the history table is the truth).
+//! each commit sends `NOTIFY coxswain_commits` with its last revision and the writing process, which
+//! wakes the other processes' watch tailers (the notification is a hint, the history table is the
+//! truth).
 
 use std::collections::HashMap;
 use std::time::Duration;

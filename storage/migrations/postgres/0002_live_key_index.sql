@@ -27,15 +27,19 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    UPDATE kv SET superseded = u.s FROM unnest(p_supersede_rows, p_supersede_with) AS u(r, s)
-    WHERE kv.revision = u.r;
+    IF cardinality(p_supersede_rows) > 0 THEN
+        UPDATE kv SET superseded = u.s FROM unnest(p_supersede_rows, p_supersede_with) AS u(r, s)
+        WHERE kv.revision = u.r;
+    END IF;
+    -- One statement for the batch's rows and its record: each statement of a function costs about
+    -- as much as inserting a few dozen rows.
+    WITH recorded AS (INSERT INTO batches (last_revision, committed_at_ms) VALUES (p_last, p_committed_ms))
     INSERT INTO kv (revision, cluster, resource, namespace, name, value, labels, uid, create_revision,
                     prev_revision, deleted, superseded)
     SELECT t.r, t.c, t.res, t.ns, t.n, t.v, t.l::jsonb, t.u, t.cr, t.pr, t.d, t.s
     FROM unnest(p_revisions, p_clusters, p_resources, p_namespaces, p_names, p_vals, p_label_texts, p_uids,
                 p_create_revisions, p_prev_revisions, p_deleted_flags, p_superseded_by)
          AS t(r, c, res, ns, n, v, l, u, cr, pr, d, s);
-    INSERT INTO batches (last_revision, committed_at_ms) VALUES (p_last, p_committed_ms);
     PERFORM pg_notify(p_channel, p_last::text || ' ' || p_writer);
     RETURN true;
 END

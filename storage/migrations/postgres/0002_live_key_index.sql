@@ -32,7 +32,7 @@ BEGIN
         WHERE kv.revision = u.r;
     END IF;
     -- One statement for the batch's rows and its record: each statement of a function costs about
-    -- as much as inserting a few dozen rows.
+    -- as much as inserting five to ten rows.
     WITH recorded AS (INSERT INTO batches (last_revision, committed_at_ms) VALUES (p_last, p_committed_ms))
     INSERT INTO kv (revision, cluster, resource, namespace, name, value, labels, uid, create_revision,
                     prev_revision, deleted, superseded)

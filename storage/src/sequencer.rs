@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 use crate::backend::{Backend, HistoryRow, LiveRow};
 use crate::error::{Error, Result};
 use crate::key::ObjectKey;
-use crate::object::{Labels, Preconditions, PreparedValue, StoredObject, restamp};
+use crate::object::{Preconditions, PreparedValue, StoredObject, restamp};
 
 /// Most mutations committed in one transaction.
 pub(crate) const MAX_BATCH: usize = 2000;
@@ -50,7 +50,8 @@ pub(crate) struct NewRow {
     pub revision: u64,
     pub key: ObjectKey,
     pub value: Bytes,
-    pub labels: Labels,
+    /// Whether the version has labels (a tombstone has none to index).
+    pub labeled: bool,
     pub labels_json: String,
     pub uid: Option<String>,
     pub create_revision: u64,
@@ -170,7 +171,7 @@ fn new_version(key: &ObjectKey, value: &PreparedValue, revision: u64, current: O
         revision,
         key: key.clone(),
         value: value.stamped(revision),
-        labels: value.labels.clone(),
+        labeled: !value.labels.is_empty(),
         labels_json: value.labels_json.clone(),
         uid: value.uid.clone(),
         create_revision: current.map_or(revision, |c| c.create_revision),
@@ -187,7 +188,7 @@ fn tombstone(key: &ObjectKey, revision: u64, current: &LiveRow) -> Result<NewRow
         revision,
         key: key.clone(),
         value: restamp(key, &current.value, revision)?,
-        labels: Labels::new(),
+        labeled: false,
         labels_json: current.labels_json.clone(),
         uid: current.uid.clone(),
         create_revision: current.create_revision,

@@ -291,7 +291,7 @@ fn push_plan<'a>(query: &mut QueryBuilder<'a, Db>, plan: &'a Plan, clash_guard: 
     }
     if let (Some(first), Some(last)) = (plan.rows.first(), plan.rows.last()) {
         // The label index rows are derived from the rows just inserted, in the database.
-        if plan.rows.iter().any(|row| !row.deleted && !row.labels.is_empty()) {
+        if plan.rows.iter().any(|row| !row.deleted && row.labeled) {
             query
                 .push(
                     "INSERT OR ROLLBACK INTO kv_labels (resource, key, value, cluster, revision) \

@@ -498,18 +498,7 @@ pub fn apply(writer: &Writer<'_>, force: bool, live: Option<&Value>, config: &Va
 mod tests {
     use super::*;
 
-    fn writer<'a>(manager: &'a str) -> Writer<'a> {
-        Writer {
-            manager,
-            api_version: "apps/v1",
-            group: "apps",
-            version: "v1",
-            kind: "Deployment",
-            schema: crate::openapi::schema_of("apps", "v1", "Deployment"),
-            subresource: None,
-            time: "2026-01-01T00:00:00Z",
-        }
-    }
+    use crate::managed::testing::writer;
 
     fn deployment(replicas: i64, image: &str) -> Value {
         json!({

@@ -344,11 +344,13 @@ pub fn manager_name(field_manager: Option<&str>, user_agent: Option<&str>) -> St
         .to_string()
 }
 
+/// What the tests of this module and of `apply` share.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod testing {
+    use super::Writer;
 
-    fn writer<'a>(manager: &'a str) -> Writer<'a> {
+    /// A writer of apps/v1 Deployments at a fixed time.
+    pub(crate) fn writer(manager: &str) -> Writer<'_> {
         Writer {
             manager,
             api_version: "apps/v1",
@@ -360,6 +362,13 @@ mod tests {
             time: "2026-01-01T00:00:00Z",
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::testing::writer;
 
     #[test]
     fn create_then_a_second_manager_takes_what_it_changes() {

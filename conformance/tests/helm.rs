@@ -54,16 +54,7 @@ async fn lifecycle(storage: &str) {
     assert_eq!(rolled_back, "1");
 
     helm.ok(&["uninstall", "demo"]);
-    let left = kubectl
-        .ok(&[
-            "get",
-            "deploy,svc,sa,secret",
-            "-l",
-            "app.kubernetes.io/instance=demo",
-            "-o",
-            "name",
-        ])
-        .await;
+    let left = release_objects(&kubectl, "deploy,svc,sa,secret", "demo").await;
     assert!(left.trim().is_empty(), "objects of the release remain: {left}");
     let releases = kubectl
         .ok(&["get", "secret", "-l", "owner=helm", "-o", "name"])
@@ -111,17 +102,14 @@ async fn client_side_patches(helm: &Helm, kubectl: &Kubectl) {
 async fn server_dry_run(helm: &Helm, kubectl: &Kubectl) {
     let out = helm.ok(&["install", "dry", "./demo", "--dry-run=server"]);
     assert!(out.contains("kind: Deployment"), "{out}");
-    let left = kubectl
-        .ok(&[
-            "get",
-            "deploy,svc,secret",
-            "-l",
-            "app.kubernetes.io/instance=dry",
-            "-o",
-            "name",
-        ])
-        .await;
+    let left = release_objects(kubectl, "deploy,svc,secret", "dry").await;
     assert!(left.trim().is_empty(), "a dry run created {left}");
+}
+
+/// The names of the objects of `kinds` labelled as belonging to Helm release `release`.
+async fn release_objects(kubectl: &Kubectl, kinds: &str, release: &str) -> String {
+    let selector = format!("app.kubernetes.io/instance={release}");
+    kubectl.ok(&["get", kinds, "-l", &selector, "-o", "name"]).await
 }
 
 const STACK_CHART: &str = "apiVersion: v2\nname: stack\nversion: 0.1.0\n";

@@ -65,6 +65,25 @@ pub(crate) struct ListCursor {
     pub name: String,
 }
 
+impl ListCursor {
+    /// Appends ` AND (cluster, namespace, name) > (…)`: the rows after this cursor, in list order.
+    pub(crate) fn push_condition<'args, DB>(&self, query: &mut sqlx::QueryBuilder<'args, DB>)
+    where
+        DB: sqlx::Database,
+        String: sqlx::Encode<'args, DB> + sqlx::Type<DB>,
+    {
+        query
+            .push(" AND (cluster, namespace, name) > (")
+            .push_bind(self.cluster.clone());
+        query
+            .push(", ")
+            .push_bind(self.namespace.clone())
+            .push(", ")
+            .push_bind(self.name.clone())
+            .push(")");
+    }
+}
+
 /// How far history may be dropped.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CompactionPolicy {

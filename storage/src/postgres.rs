@@ -153,15 +153,7 @@ fn push_list_conditions(
     push_scope(query, scope);
     query.push(" AND revision <= ").push_bind(at as i64);
     if let Some(after) = after {
-        query
-            .push(" AND (cluster, namespace, name) > (")
-            .push_bind(after.cluster.clone());
-        query
-            .push(", ")
-            .push_bind(after.namespace.clone())
-            .push(", ")
-            .push_bind(after.name.clone())
-            .push(")");
+        after.push_condition(query);
     }
     push_selector(query, selector);
     query.push(" ORDER BY cluster, namespace, name");

@@ -483,15 +483,7 @@ impl Backend for Sqlite {
             .push_bind(at as i64)
             .push(")");
         if let Some(after) = after {
-            query
-                .push(" AND (cluster, namespace, name) > (")
-                .push_bind(after.cluster.clone());
-            query
-                .push(", ")
-                .push_bind(after.namespace.clone())
-                .push(", ")
-                .push_bind(after.name.clone())
-                .push(")");
+            after.push_condition(&mut query);
         }
         push_selector(&mut query, scope, selector);
         query.push(" ORDER BY cluster, namespace, name");

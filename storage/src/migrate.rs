@@ -11,10 +11,16 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../migrations/sqlite/0001_init.sql"),
-}];
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../migrations/sqlite/0002_index_tail.sql"),
+    },
+];
 
 pub(crate) const POSTGRES: &[Migration] = &[
     Migration {
@@ -70,8 +76,9 @@ mod tests {
 
     #[test]
     fn newer_and_foreign_databases_are_refused() {
-        assert_eq!(pending(SQLITE, &Found::Empty, "db").unwrap().len(), 1);
-        assert!(pending(SQLITE, &Found::Version(1), "db").unwrap().is_empty());
+        assert_eq!(pending(SQLITE, &Found::Empty, "db").unwrap().len(), 2);
+        assert_eq!(pending(SQLITE, &Found::Version(1), "db").unwrap()[0].version, 2);
+        assert!(pending(SQLITE, &Found::Version(2), "db").unwrap().is_empty());
         let newer = pending(SQLITE, &Found::Version(99), "db")
             .unwrap_err()
             .to_string();

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -50,8 +51,6 @@ pub(crate) struct NewRow {
     pub revision: u64,
     pub key: ObjectKey,
     pub value: Bytes,
-    /// Whether the version has labels (a tombstone has none to index).
-    pub labeled: bool,
     pub labels_json: String,
     pub uid: Option<String>,
     pub create_revision: u64,
@@ -171,7 +170,6 @@ fn new_version(key: &ObjectKey, value: &PreparedValue, revision: u64, current: O
         revision,
         key: key.clone(),
         value: value.stamped(revision),
-        labeled: !value.labels.is_empty(),
         labels_json: value.labels_json.clone(),
         uid: value.uid.clone(),
         create_revision: current.map_or(revision, |c| c.create_revision),
@@ -188,7 +186,6 @@ fn tombstone(key: &ObjectKey, revision: u64, current: &LiveRow) -> Result<NewRow
         revision,
         key: key.clone(),
         value: restamp(key, &current.value, revision)?,
-        labeled: false,
         labels_json: current.labels_json.clone(),
         uid: current.uid.clone(),
         create_revision: current.create_revision,
@@ -280,8 +277,36 @@ async fn prepare(backend: &dyn Backend, mutations: &[Mutation], known: Option<u6
     })
 }
 
+/// When a batch passed each step, for the `batch timings` debug line: where a closed loop of writers
+/// spends the time between two commits.
+#[derive(Debug, Clone, Copy)]
+struct BatchTimings {
+    /// The previous batch was acknowledged.
+    previous: Instant,
+    /// This batch's first request was taken.
+    taken: Instant,
+    gathered: Instant,
+    /// Planned; the write started.
+    started: Instant,
+}
+
+impl BatchTimings {
+    fn report(&self, written: Instant, acknowledged: Instant) {
+        let micros = |from: Instant, to: Instant| to.saturating_duration_since(from).as_micros() as u64;
+        debug!(
+            idle_us = micros(self.previous, self.taken),
+            gather_us = micros(self.taken, self.gathered),
+            plan_us = micros(self.gathered, self.started),
+            write_us = micros(self.started, written),
+            acknowledge_us = micros(written, acknowledged),
+            "batch timings"
+        );
+    }
+}
+
 /// A batch being written by its own task while the next one gathers.
 struct InFlight {
+    timings: BatchTimings,
     requests: Vec<Reply>,
     mutations: Vec<Mutation>,
     prepared: Arc<Prepared>,
@@ -292,6 +317,7 @@ type WriteOutcome = std::result::Result<Result<bool>, tokio::task::JoinError>;
 
 fn start(
     backend: &Arc<dyn Backend>,
+    timings: BatchTimings,
     requests: Vec<Reply>,
     mutations: Vec<Mutation>,
     prepared: Prepared,
@@ -304,6 +330,7 @@ fn start(
             .await
     });
     InFlight {
+        timings,
         requests,
         mutations,
         prepared,
@@ -421,14 +448,18 @@ pub(crate) async fn run(
     let mut in_flight: Option<InFlight> = None;
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     let mut open = true;
+    let mut last_finished = Instant::now();
     loop {
         if let Some(flight) = in_flight.as_mut() {
             let room = MAX_BATCH - batch.len();
             tokio::select! {
                 biased;
                 outcome = &mut flight.task => {
-                    if let Some(InFlight { requests, mutations, prepared, .. }) = in_flight.take() {
+                    if let Some(InFlight { timings, requests, mutations, prepared, .. }) = in_flight.take() {
+                        let written = Instant::now();
                         sequencer.finish(requests, &mutations, prepared, outcome).await;
+                        last_finished = Instant::now();
+                        timings.report(written, last_finished);
                     }
                 }
                 received = requests.recv_many(&mut batch, room), if open && room > 0 => open = received > 0,
@@ -438,15 +469,25 @@ pub(crate) async fn run(
         if batch.is_empty() && (!open || requests.recv_many(&mut batch, MAX_BATCH).await == 0) {
             return;
         }
+        let taken = Instant::now();
         if open {
             gather(&mut requests, &mut batch).await;
         }
+        let gathered = Instant::now();
         let (mutations, replies): (Vec<Mutation>, Vec<Reply>) = std::mem::take(&mut batch)
             .into_iter()
             .map(|request| (request.mutation, request.reply))
             .unzip();
         match prepare(backend.as_ref(), &mutations, sequencer.known).await {
-            Ok(prepared) => in_flight = Some(start(&backend, replies, mutations, prepared)),
+            Ok(prepared) => {
+                let timings = BatchTimings {
+                    previous: last_finished,
+                    taken,
+                    gathered,
+                    started: Instant::now(),
+                };
+                in_flight = Some(start(&backend, timings, replies, mutations, prepared));
+            }
             Err(err) => {
                 sequencer.known = None;
                 warn!(error = %err, mutations = replies.len(), "batch could not be planned; nothing acknowledged");

@@ -44,6 +44,9 @@ pub struct StoreOptions {
     /// How long a PostgreSQL operation waits for a connection before failing (e.g. while the server
     /// is down).
     pub postgres_acquire_timeout: Duration,
+    /// How many revisions SQLite's label index may trail the rows by before a batch brings it up to
+    /// date in bulk (selectors read the trailing rows' own labels).
+    pub sqlite_index_lag: u64,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +60,7 @@ impl Default for StoreOptions {
             watch_broadcast_capacity: 16_384,
             postgres_max_connections: 16,
             postgres_acquire_timeout: Duration::from_secs(10),
+            sqlite_index_lag: 1024,
         }
     }
 }
@@ -99,7 +103,7 @@ impl SqlStore {
     }
 
     pub async fn open_sqlite(path: &Path, options: StoreOptions) -> Result<Self> {
-        let backend = Sqlite::open(path).await?;
+        let backend = Sqlite::open(path, options.sqlite_index_lag).await?;
         info!(path = %backend.path().display(), "opened SQLite store");
         Self::start(Arc::new(backend), "sqlite", options).await
     }

@@ -41,13 +41,15 @@ const INSERT_CHUNK: usize = 200;
 #[derive(Debug)]
 pub(crate) struct Sqlite {
     path: PathBuf,
+    /// Revisions the label index may trail the rows by (see `migrations/sqlite/0002_index_tail.sql`).
+    index_lag: u64,
     writer: Mutex<SqliteConnection>,
     readers: SqlitePool,
 }
 
 impl Sqlite {
     /// Opens (creating if needed) the database file at `path` and migrates it.
-    pub(crate) async fn open(path: &Path) -> Result<Self> {
+    pub(crate) async fn open(path: &Path, index_lag: u64) -> Result<Self> {
         let shown = path.display().to_string();
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|err| {
@@ -83,6 +85,7 @@ impl Sqlite {
             .map_err(|err| open_error(&shown, err))?;
         Ok(Self {
             path: path.to_path_buf(),
+            index_lag: index_lag.max(1),
             writer: Mutex::new(writer),
             readers,
         })
@@ -245,16 +248,16 @@ fn push_keys(query: &mut QueryBuilder<'_, Db>, keys: &[&ObjectKey]) {
 }
 
 /// Writes a planned batch and commits, in one call to the connection's worker.
-async fn write_and_commit(conn: &mut SqliteConnection, plan: &Plan) -> Result<()> {
+async fn write_and_commit(conn: &mut SqliteConnection, plan: &Plan, index_lag: u64) -> Result<()> {
     let mut query: QueryBuilder<Db> = QueryBuilder::new("");
-    push_plan(&mut query, plan, None);
+    push_plan(&mut query, plan, index_lag, None);
     query.build().persistent(false).execute(&mut *conn).await?;
     Ok(())
 }
 
 /// The statements that write a planned batch, ending with `COMMIT`. With `clash_guard` (the batch's
 /// base revision), the write aborts if a create's key was live at the base.
-fn push_plan<'a>(query: &mut QueryBuilder<'a, Db>, plan: &'a Plan, clash_guard: Option<u64>) {
+fn push_plan<'a>(query: &mut QueryBuilder<'a, Db>, plan: &'a Plan, index_lag: u64, clash_guard: Option<u64>) {
     for (revision, superseded) in &plan.supersede {
         query
             .push("UPDATE kv SET superseded = ")
@@ -290,19 +293,26 @@ fn push_plan<'a>(query: &mut QueryBuilder<'a, Db>, plan: &'a Plan, clash_guard: 
         query.push("; ");
     }
     if let (Some(first), Some(last)) = (plan.rows.first(), plan.rows.last()) {
-        // The label index rows are derived from the rows just inserted, in the database.
-        if plan.rows.iter().any(|row| !row.deleted && row.labeled) {
-            query
-                .push(
-                    "INSERT OR ROLLBACK INTO kv_labels (resource, key, value, cluster, revision) \
-                     SELECT kv.resource, j.key, j.value, kv.cluster, kv.revision FROM kv, json_each(kv.labels) j \
-                     WHERE kv.revision BETWEEN ",
-                )
-                .push_bind(first.revision as i64)
-                .push(" AND ")
-                .push_bind(last.revision as i64)
-                .push(" AND kv.deleted = 0; ");
-        }
+        // Once the unindexed tail reaches `index_lag` revisions, its label rows are added in one
+        // statement (derived from the rows, in the database) and the tail starts again.
+        query
+            .push(
+                "INSERT OR ROLLBACK INTO kv_labels (resource, key, value, cluster, revision) \
+                 SELECT kv.resource, j.key, j.value, kv.cluster, kv.revision FROM meta m, kv, json_each(kv.labels) j \
+                 WHERE m.id = 1 AND ",
+            )
+            .push_bind(last.revision as i64)
+            .push(" - m.indexed >= ")
+            .push_bind(index_lag as i64)
+            .push(" AND kv.revision > m.indexed AND kv.revision <= ")
+            .push_bind(last.revision as i64)
+            .push(" AND kv.deleted = 0; UPDATE meta SET indexed = ")
+            .push_bind(last.revision as i64)
+            .push(" WHERE id = 1 AND ")
+            .push_bind(last.revision as i64)
+            .push(" - indexed >= ")
+            .push_bind(index_lag as i64)
+            .push("; ");
         if let Some(base) = clash_guard {
             // Creates planned without reading their keys: none of them may have been live at `base`.
             query
@@ -362,6 +372,7 @@ fn push_selector(query: &mut QueryBuilder<'_, Db>, scope: &Scope, selector: &Lab
             Operator::Equals | Operator::In | Operator::Exists
         );
         if positive {
+            // The label index up to `meta.indexed`, the rows' own labels after it.
             query.push(" AND kv.revision IN (SELECT l.revision FROM kv_labels l WHERE l.resource = ");
             query.push_bind(scope.resource.clone());
             query.push(" AND l.key = ").push_bind(requirement.key.clone());
@@ -369,6 +380,12 @@ fn push_selector(query: &mut QueryBuilder<'_, Db>, scope: &Scope, selector: &Lab
             if let ClusterScope::One(cluster) = &scope.cluster {
                 query.push(" AND l.cluster = ").push_bind(cluster.clone());
             }
+            query.push(
+                " UNION ALL SELECT t.revision FROM meta m, kv t, json_each(t.labels) j \
+                 WHERE m.id = 1 AND t.revision > m.indexed AND t.deleted = 0 AND j.key = ",
+            );
+            query.push_bind(requirement.key.clone());
+            push_values(query, "j.value", &requirement.values);
         } else {
             query.push(" AND NOT EXISTS (SELECT 1 FROM json_each(kv.labels) j WHERE j.key = ");
             query.push_bind(requirement.key.clone());
@@ -407,7 +424,12 @@ impl Backend for Sqlite {
         let mut query: QueryBuilder<Db> =
             QueryBuilder::new("BEGIN IMMEDIATE; INSERT INTO temp.write_guard (base, clashes) VALUES (");
         query.push_bind(base as i64).push(", 0); ");
-        push_plan(&mut query, plan, (!unchecked.is_empty()).then_some(base));
+        push_plan(
+            &mut query,
+            plan,
+            self.index_lag,
+            (!unchecked.is_empty()).then_some(base),
+        );
         let mut conn = self.writer.lock().await;
         match query.build().persistent(false).execute(&mut *conn).await {
             Ok(_) => Ok(true),
@@ -427,7 +449,7 @@ impl Backend for Sqlite {
         let result = async {
             let (base, live) = lookup(&mut conn, mutations, true).await?;
             let plan = plan_batch(base, &live, mutations);
-            write_and_commit(&mut conn, &plan).await?;
+            write_and_commit(&mut conn, &plan, self.index_lag).await?;
             Ok(plan)
         }
         .await;

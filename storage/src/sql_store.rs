@@ -60,7 +60,7 @@ impl Default for StoreOptions {
             watch_broadcast_capacity: 16_384,
             postgres_max_connections: 16,
             postgres_acquire_timeout: Duration::from_secs(10),
-            sqlite_index_lag: 1024,
+            sqlite_index_lag: 256,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The SQLite backend: one database file under the data dir, WAL with `synchronous=FULL`. One writer
 //! connection, used only by the sequencer and compaction under `BEGIN IMMEDIATE`; a small pool of
-//! readers. Positive label requirements are answered from the `kv_labels` index table.
+//! readers. Positive label requirements are answered from the `kv_labels` index table, keys from
+//! `kv_keys`; both trail the rows by up to `index_lag` revisions (the tail, read by revision range)
+//! and catch up in bulk, which keeps a commit's WAL small (`migrations/sqlite/0002_index_tail.sql`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +36,21 @@ const WRITE_GUARD: &str = "CREATE TEMP VIEW IF NOT EXISTS write_guard AS SELECT 
      SELECT RAISE(ABORT, 'coxswain: stale batch') \
      WHERE NEW.base IS NOT (SELECT revision FROM main.meta WHERE id = 1) OR NEW.clashes > 0; END;";
 const STALE: &str = "coxswain: stale batch";
+
+/// The tail: rows after `meta.indexed`, not yet in `kv_keys` or `kv_labels`, as `t` (followed by
+/// `AND` conditions on `t`).
+const TAIL: &str = "meta tm, kv t WHERE tm.id = 1 AND t.revision > tm.indexed";
+
+/// The live version of a key: indexed or in the tail.
+const GET: &str = "SELECT revision, value FROM kv WHERE superseded IS NULL AND revision IN \
+     (SELECT revision FROM kv_keys WHERE cluster = ?1 AND resource = ?2 AND namespace = ?3 AND name = ?4 \
+     UNION ALL SELECT t.revision FROM meta tm, kv t WHERE tm.id = 1 AND t.revision > tm.indexed \
+     AND t.cluster = ?1 AND t.resource = ?2 AND t.namespace = ?3 AND t.name = ?4)";
+
+/// The indexed rows with their keys from `kv_keys`, under the table's own name and columns.
+const KEYED: &str = "(SELECT k.cluster AS cluster, k.resource AS resource, k.namespace AS namespace, k.name AS name, \
+     kv.revision AS revision, kv.value AS value, kv.labels AS labels, kv.deleted AS deleted, \
+     kv.superseded AS superseded FROM kv_keys k JOIN kv ON kv.revision = k.revision) AS kv";
 
 /// Rows per multi-row INSERT (11 parameters each; SQLite allows 32766).
 const INSERT_CHUNK: usize = 200;
@@ -220,10 +237,12 @@ async fn lookup(
     query.push(
         "SELECT m.revision, kv.revision, kv.cluster, kv.resource, kv.namespace, kv.name, \
          kv.create_revision, kv.uid, kv.value, kv.labels FROM meta m LEFT JOIN kv ON kv.superseded IS NULL \
-         AND (kv.cluster, kv.resource, kv.namespace, kv.name) IN (VALUES ",
+         AND kv.revision IN (SELECT k.revision FROM kv_keys k WHERE (k.cluster, k.resource, k.namespace, k.name) IN (VALUES ",
     );
     push_keys(&mut query, &keys);
-    query.push(") WHERE m.id = 1");
+    query.push(format!(") UNION ALL SELECT t.revision FROM {TAIL} AND (t.cluster, t.resource, t.namespace, t.name) IN (VALUES "));
+    push_keys(&mut query, &keys);
+    query.push(")) WHERE m.id = 1");
     rows::lookup(query.build().persistent(false).fetch_all(&mut *conn).await?)
 }
 
@@ -293,42 +312,60 @@ fn push_plan<'a>(query: &mut QueryBuilder<'a, Db>, plan: &'a Plan, index_lag: u6
         query.push("; ");
     }
     if let (Some(first), Some(last)) = (plan.rows.first(), plan.rows.last()) {
-        // Once the unindexed tail reaches `index_lag` revisions, its label rows are added in one
-        // statement (derived from the rows, in the database) and the tail starts again.
-        query
-            .push(
-                "INSERT OR ROLLBACK INTO kv_labels (resource, key, value, cluster, revision) \
-                 SELECT kv.resource, j.key, j.value, kv.cluster, kv.revision FROM meta m, kv, json_each(kv.labels) j \
-                 WHERE m.id = 1 AND ",
-            )
-            .push_bind(last.revision as i64)
-            .push(" - m.indexed >= ")
-            .push_bind(index_lag as i64)
-            .push(" AND kv.revision > m.indexed AND kv.revision <= ")
-            .push_bind(last.revision as i64)
-            .push(" AND kv.deleted = 0; UPDATE meta SET indexed = ")
-            .push_bind(last.revision as i64)
-            .push(" WHERE id = 1 AND ")
-            .push_bind(last.revision as i64)
-            .push(" - indexed >= ")
-            .push_bind(index_lag as i64)
-            .push("; ");
         if let Some(base) = clash_guard {
-            // Creates planned without reading their keys: none of them may have been live at `base`.
+            // Creates planned without reading their keys: none of them may have been live at `base`,
+            // whether its live version is indexed or in the tail.
+            let created = |query: &mut QueryBuilder<'a, Db>| {
+                query
+                    .push("n.revision BETWEEN ")
+                    .push_bind(first.revision as i64)
+                    .push(" AND ")
+                    .push_bind(last.revision as i64)
+                    .push(" AND n.prev_revision IS NULL");
+            };
             query
                 .push("INSERT INTO temp.write_guard (base, clashes) VALUES (")
                 .push_bind(base as i64)
                 .push(
-                    ", (SELECT count(*) FROM kv n JOIN kv o ON o.cluster = n.cluster AND o.resource = n.resource \
-                     AND o.namespace = n.namespace AND o.name = n.name AND o.revision <= ",
+                    ", (SELECT count(*) FROM kv n JOIN kv_keys k ON k.cluster = n.cluster AND k.resource = n.resource \
+                     AND k.namespace = n.namespace AND k.name = n.name JOIN kv o ON o.revision = k.revision \
+                     AND o.superseded IS NULL AND o.revision <= ",
                 )
                 .push_bind(base as i64)
-                .push(" AND o.superseded IS NULL WHERE n.revision BETWEEN ")
-                .push_bind(first.revision as i64)
-                .push(" AND ")
-                .push_bind(last.revision as i64)
-                .push(" AND n.prev_revision IS NULL)); ");
+                .push(" WHERE ");
+            created(query);
+            query
+                .push(format!(") + (SELECT count(*) FROM {TAIL} AND t.superseded IS NULL AND t.revision <= "))
+                .push_bind(base as i64)
+                .push(" AND (t.cluster, t.resource, t.namespace, t.name) IN (SELECT n.cluster, n.resource, n.namespace, n.name FROM kv n WHERE ");
+            created(query);
+            query.push("))); ");
         }
+        // Once the tail reaches `index_lag` revisions, its key and label rows are added in one
+        // statement each (derived from the rows, in the database, in index order so that each
+        // index page is visited once) and the tail starts again.
+        let due = |query: &mut QueryBuilder<'a, Db>, watermark: &str| {
+            query
+                .push_bind(last.revision as i64)
+                .push(format!(" - {watermark} >= "))
+                .push_bind(index_lag as i64);
+        };
+        query.push(
+            "INSERT OR ROLLBACK INTO kv_keys (cluster, resource, namespace, name, revision) \
+             SELECT kv.cluster, kv.resource, kv.namespace, kv.name, kv.revision FROM meta m, kv WHERE m.id = 1 AND ",
+        );
+        due(query, "m.indexed");
+        query.push(
+            " AND kv.revision > m.indexed ORDER BY 1, 2, 3, 4, 5; \
+             INSERT OR ROLLBACK INTO kv_labels (resource, key, value, cluster, revision) \
+             SELECT kv.resource, j.key, j.value, kv.cluster, kv.revision FROM meta m, kv, json_each(kv.labels) j \
+             WHERE m.id = 1 AND ",
+        );
+        due(query, "m.indexed");
+        query.push(" AND kv.revision > m.indexed AND kv.deleted = 0 ORDER BY 1, 2, 3, 4, 5; UPDATE meta SET indexed = ");
+        query.push_bind(last.revision as i64).push(" WHERE id = 1 AND ");
+        due(query, "indexed");
+        query.push("; ");
     }
     if let Some(last) = plan.last_revision() {
         query
@@ -380,10 +417,9 @@ fn push_selector(query: &mut QueryBuilder<'_, Db>, scope: &Scope, selector: &Lab
             if let ClusterScope::One(cluster) = &scope.cluster {
                 query.push(" AND l.cluster = ").push_bind(cluster.clone());
             }
-            query.push(
-                " UNION ALL SELECT t.revision FROM meta m, kv t, json_each(t.labels) j \
-                 WHERE m.id = 1 AND t.revision > m.indexed AND t.deleted = 0 AND j.key = ",
-            );
+            query.push(format!(
+                " UNION ALL SELECT t.revision FROM json_each(t.labels) j, {TAIL} AND t.deleted = 0 AND j.key = "
+            ));
             query.push_bind(requirement.key.clone());
             push_values(query, "j.value", &requirement.values);
         } else {
@@ -431,7 +467,9 @@ impl Backend for Sqlite {
             (!unchecked.is_empty()).then_some(base),
         );
         let mut conn = self.writer.lock().await;
-        match query.build().persistent(false).execute(&mut *conn).await {
+        // Cached: a batch's script depends only on its shape (rows, superseded versions, checks), so
+        // batches of one shape, such as a closed loop of writers produces, are parsed once.
+        match query.build().execute(&mut *conn).await {
             Ok(_) => Ok(true),
             Err(err) => {
                 // Nothing of a failed batch may stay behind (a no-op if BEGIN itself failed).
@@ -460,15 +498,13 @@ impl Backend for Sqlite {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<StoredObject>> {
-        let row = sqlx::query(
-            "SELECT revision, value FROM kv WHERE cluster = ? AND resource = ? AND namespace = ? AND name = ? AND superseded IS NULL",
-        )
-        .bind(&key.cluster)
-        .bind(&key.resource)
-        .bind(&key.namespace)
-        .bind(&key.name)
-        .fetch_optional(&self.readers)
-        .await?;
+        let row = sqlx::query(GET)
+            .bind(&key.cluster)
+            .bind(&key.resource)
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .fetch_optional(&self.readers)
+            .await?;
         row.map(|row| rows::object(&row, key)).transpose()
     }
 
@@ -491,34 +527,73 @@ impl Backend for Sqlite {
         after: Option<&ListCursor>,
         limit: Option<u64>,
     ) -> Result<Vec<StoredObject>> {
-        let mut query: QueryBuilder<Db> =
-            QueryBuilder::new("SELECT cluster, namespace, name, revision, value FROM kv WHERE deleted = 0");
         // A positive label requirement is answered from the label index: let it drive the query.
         let label_driven = selector
             .requirements
             .iter()
             .any(|r| matches!(r.operator, Operator::Equals | Operator::In | Operator::Exists));
-        push_scope(&mut query, scope, label_driven);
-        query.push(" AND revision <= ").push_bind(at as i64);
-        query
-            .push(" AND (superseded IS NULL OR superseded > ")
-            .push_bind(at as i64)
-            .push(")");
-        if let Some(after) = after {
-            after.push_condition(&mut query);
+        // One part in key order, its own order and limit; conditions on unqualified columns.
+        let part = |query: &mut QueryBuilder<'_, Db>, from: &str| {
+            query
+                .push("SELECT cluster, namespace, name, revision, value FROM ")
+                .push(from)
+                .push(" WHERE deleted = 0");
+            push_scope(query, scope, label_driven);
+            query.push(" AND revision <= ").push_bind(at as i64);
+            query
+                .push(" AND (superseded IS NULL OR superseded > ")
+                .push_bind(at as i64)
+                .push(")");
+            if let Some(after) = after {
+                after.push_condition(query);
+            }
+            push_selector(query, scope, selector);
+        };
+        let order_and_limit = |query: &mut QueryBuilder<'_, Db>| {
+            query.push(" ORDER BY cluster, namespace, name");
+            if let Some(limit) = limit {
+                query.push(" LIMIT ").push_bind(limit.min(i64::MAX as u64) as i64);
+            }
+        };
+        let mut query: QueryBuilder<Db> = QueryBuilder::new("");
+        if label_driven {
+            // The label subqueries find the rows, indexed or in the tail; no key index needed.
+            part(&mut query, "kv");
+            order_and_limit(&mut query);
+        } else {
+            // The indexed rows in key order through `kv_keys` (an ordered index scan that stops at
+            // the limit) and the tail's, each limited on its own, merged below: one statement, so
+            // one snapshot.
+            query.push("SELECT * FROM (");
+            part(&mut query, KEYED);
+            order_and_limit(&mut query);
+            query.push(") UNION ALL SELECT * FROM (");
+            part(&mut query, "kv");
+            query.push(" AND revision > (SELECT indexed FROM meta WHERE id = 1)");
+            order_and_limit(&mut query);
+            query.push(")");
         }
-        push_selector(&mut query, scope, selector);
-        query.push(" ORDER BY cluster, namespace, name");
-        if let Some(limit) = limit {
-            query.push(" LIMIT ").push_bind(limit.min(i64::MAX as u64) as i64);
-        }
-        query
+        let mut objects = query
             .build()
             .fetch_all(&self.readers)
             .await?
             .into_iter()
             .map(|row| rows::listed(&row, &scope.resource))
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        if !label_driven {
+            // Bytewise, as SQLite compares text.
+            objects.sort_by(|a, b| {
+                (&a.key.cluster, &a.key.namespace, &a.key.name).cmp(&(
+                    &b.key.cluster,
+                    &b.key.namespace,
+                    &b.key.name,
+                ))
+            });
+            if let Some(limit) = limit {
+                objects.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            }
+        }
+        Ok(objects)
     }
 
     async fn history(
@@ -585,6 +660,8 @@ impl Backend for Sqlite {
                     .await?;
                     for chunk in doomed.chunks(500) {
                         let statements = [
+                            "DELETE FROM kv_keys WHERE (cluster, resource, namespace, name, revision) IN \
+                             (SELECT d.cluster, d.resource, d.namespace, d.name, d.revision FROM kv d WHERE d.revision IN (",
                             "DELETE FROM kv_labels WHERE (resource, key, value, cluster, revision) IN \
                              (SELECT d.resource, j.key, j.value, d.cluster, d.revision FROM kv d, json_each(d.labels) j \
                              WHERE d.deleted = 0 AND d.revision IN (",
@@ -596,7 +673,7 @@ impl Backend for Sqlite {
                             for revision in chunk {
                                 list.push_bind(*revision);
                             }
-                            query.push(if statement.contains("json_each") { "))" } else { ")" });
+                            query.push(if statement.contains("(SELECT") { "))" } else { ")" });
                             query.build().persistent(false).execute(&mut *conn).await?;
                         }
                     }

@@ -33,14 +33,30 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// Where a test's store lives: a fresh SQLite file or a fresh PostgreSQL database.
 #[derive(Debug)]
 pub enum TestBackend {
-    Sqlite { dir: tempfile::TempDir },
-    Postgres { url: String },
+    Sqlite {
+        dir: tempfile::TempDir,
+        /// Overrides [`StoreOptions::sqlite_index_lag`] of every store opened.
+        index_lag: Option<u64>,
+    },
+    Postgres {
+        url: String,
+    },
 }
 
 impl TestBackend {
     pub fn sqlite() -> Self {
         TestBackend::Sqlite {
             dir: tempfile::tempdir().expect("temp dir"),
+            index_lag: None,
+        }
+    }
+
+    /// A fresh SQLite file whose key and label indexes trail the rows by at most `index_lag`
+    /// revisions, so that reads meet both indexed rows and the unindexed tail.
+    pub fn sqlite_with_index_lag(index_lag: u64) -> Self {
+        TestBackend::Sqlite {
+            dir: tempfile::tempdir().expect("temp dir"),
+            index_lag: Some(index_lag),
         }
     }
 
@@ -57,12 +73,18 @@ impl TestBackend {
     /// The `--storage` value and data dir that open this backend.
     pub fn storage(&self) -> (String, PathBuf) {
         match self {
-            TestBackend::Sqlite { dir } => ("sqlite".into(), dir.path().to_path_buf()),
+            TestBackend::Sqlite { dir, .. } => ("sqlite".into(), dir.path().to_path_buf()),
             TestBackend::Postgres { url } => (url.clone(), std::env::temp_dir()),
         }
     }
 
-    pub async fn open(&self, options: StoreOptions) -> SqlStore {
+    pub async fn open(&self, mut options: StoreOptions) -> SqlStore {
+        if let TestBackend::Sqlite {
+            index_lag: Some(lag), ..
+        } = self
+        {
+            options.sqlite_index_lag = *lag;
+        }
         let (storage, dir) = self.storage();
         SqlStore::open(&storage, &dir, options).await.expect("open store")
     }

@@ -78,3 +78,58 @@ async fn sqlite_cross_process_watch() {
 async fn crash_child() {
     testing::crash_child_main().await;
 }
+
+/// The contract again with the key and label indexes trailing the rows by at most 3 revisions, so
+/// that gets, lists, lookups, the create check and compaction meet indexed rows and the tail.
+mod short_index_lag {
+    use coxswain_storage::testing::{self, TestBackend};
+
+    fn backend() -> TestBackend {
+        TestBackend::sqlite_with_index_lag(3)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_crud() {
+        testing::run_crud(&backend()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_concurrent_writers_and_watchers() {
+        testing::run_concurrent_writers_and_watchers(&backend()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_guaranteed_update_counter() {
+        testing::run_guaranteed_update_counter(&backend()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_concurrent_updates_one_wins() {
+        testing::run_concurrent_updates_one_wins(&backend()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_paginated_list_snapshot() {
+        testing::run_paginated_list_snapshot(&backend()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_isolation() {
+        testing::run_isolation(&backend()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_compaction() {
+        testing::run_compaction(&backend()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_reopen() {
+        testing::run_reopen(&backend()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_shared_file() {
+        testing::run_shared_database(&backend()).await;
+    }
+}

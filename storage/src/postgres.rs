@@ -359,25 +359,14 @@ impl Backend for Postgres {
             .push_bind(at as i64);
         push_list_conditions(&mut query, scope, selector, at, after, limit);
         query.push(")");
-        let mut objects = query
+        let objects = query
             .build()
             .fetch_all(&self.pool)
             .await?
             .into_iter()
             .map(|row| rows::listed(&row, &scope.resource))
             .collect::<Result<Vec<_>>>()?;
-        // Bytewise, as the columns' "C" collation orders them.
-        objects.sort_by(|a, b| {
-            (&a.key.cluster, &a.key.namespace, &a.key.name).cmp(&(
-                &b.key.cluster,
-                &b.key.namespace,
-                &b.key.name,
-            ))
-        });
-        if let Some(limit) = limit {
-            objects.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        }
-        Ok(objects)
+        Ok(rows::merge_list_parts(objects, limit))
     }
 
     async fn history(

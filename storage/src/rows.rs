@@ -76,6 +76,18 @@ where
     })
 }
 
+/// Merges the parts of a list that were each ordered and limited on their own: bytewise key order
+/// (as SQLite compares text and PostgreSQL's "C" collation orders it), then the limit.
+pub(crate) fn merge_list_parts(mut objects: Vec<StoredObject>, limit: Option<u64>) -> Vec<StoredObject> {
+    objects.sort_by(|a, b| {
+        (&a.key.cluster, &a.key.namespace, &a.key.name).cmp(&(&b.key.cluster, &b.key.namespace, &b.key.name))
+    });
+    if let Some(limit) = limit {
+        objects.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    }
+    objects
+}
+
 /// `revision, cluster, resource, namespace, name, value, created, deleted` of a history row.
 pub(crate) fn history<R>(row: &R) -> Result<HistoryRow>
 where

@@ -573,27 +573,18 @@ impl Backend for Sqlite {
             order_and_limit(&mut query);
             query.push(")");
         }
-        let mut objects = query
+        let objects = query
             .build()
             .fetch_all(&self.readers)
             .await?
             .into_iter()
             .map(|row| rows::listed(&row, &scope.resource))
             .collect::<Result<Vec<_>>>()?;
-        if !label_driven {
-            // Bytewise, as SQLite compares text.
-            objects.sort_by(|a, b| {
-                (&a.key.cluster, &a.key.namespace, &a.key.name).cmp(&(
-                    &b.key.cluster,
-                    &b.key.namespace,
-                    &b.key.name,
-                ))
-            });
-            if let Some(limit) = limit {
-                objects.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            }
-        }
-        Ok(objects)
+        Ok(if label_driven {
+            objects
+        } else {
+            rows::merge_list_parts(objects, limit)
+        })
     }
 
     async fn history(

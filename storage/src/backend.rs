@@ -98,9 +98,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// taking the write lock.
     async fn lookup(&self, mutations: &[Mutation]) -> Result<(u64, HashMap<ObjectKey, LiveRow>)>;
 
-    /// Writes `plan` if and only if the shard is still at revision `base` and none of the
+    /// Writes `plan` if and only if the shard is at revision `base` when it commits and none of the
     /// `unchecked` keys is live; `Ok(false)` (nothing written) otherwise. Durable when it returns.
-    async fn write(&self, base: u64, plan: &Plan, unchecked: &[ObjectKey]) -> Result<bool>;
+    /// `behind`: `base` is the last revision of a batch of this process that is still being
+    /// written, and `plan` only creates (only when [`Backend::pipeline_depth`] is above one).
+    async fn write(&self, base: u64, plan: &Plan, unchecked: &[ObjectKey], behind: bool) -> Result<bool>;
+
+    /// How many batches may be written at once: above one, a batch of creates may be written
+    /// `behind` the one before it.
+    fn pipeline_depth(&self) -> usize {
+        1
+    }
 
     /// Takes the shard's write lock, reads the live rows, plans and writes under it: the fallback
     /// when other processes keep writing first.

@@ -31,6 +31,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 2,
         sql: include_str!("../migrations/postgres/0002_live_key_index.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../migrations/postgres/0003_pipelined_write.sql"),
+    },
 ];
 
 /// What the database holds before migrating.

@@ -28,11 +28,20 @@ const CHANNEL: &str = "coxswain_commits";
 /// Serialises schema migrations of concurrently starting processes.
 const MIGRATION_LOCK: i64 = 0x636f_7873_7761_696e;
 
+/// Who writes: how this process names itself in the database.
+#[derive(Debug)]
+struct Writer {
+    /// In commit notifications, so that the process skips its own.
+    name: String,
+    /// The class of the advisory locks that order this process's batches written behind another.
+    lock_class: i32,
+}
+
 #[derive(Debug)]
 pub(crate) struct Postgres {
     pool: PgPool,
     /// Names this process in its commit notifications, so that it skips its own.
-    writer: String,
+    writer: Writer,
     listener: Mutex<Option<PgListener>>,
 }
 
@@ -79,7 +88,10 @@ impl Postgres {
         migrate(&pool, &place).await?;
         Ok(Self {
             pool,
-            writer: format!("{:016x}", rand::random::<u64>()),
+            writer: Writer {
+                name: format!("{:016x}", rand::random::<u64>()),
+                lock_class: rand::random::<i32>(),
+            },
             listener: Mutex::new(None),
         })
     }
@@ -198,15 +210,19 @@ const LOOKUP: &str = "WITH m AS (SELECT revision FROM meta WHERE id = 1), \
               WHERE kv.superseded IS NULL) \
      SELECT m.revision, live.* FROM m LEFT JOIN live ON true";
 
-/// Writes a planned batch through `coxswain_write` (schema v2): if and only if the shard is still at
-/// the revision `$15` it was planned on (checked after waiting for any concurrent writer's lock on the
-/// `meta` row). Creates planned without a lookup need no check here: the unique `kv_live` index fails
-/// the statement if one of their keys is live.
+/// Writes a planned batch through `coxswain_write` (schema v3): if and only if the shard is at the
+/// revision `$15` it was planned on (checked after waiting for any concurrent writer's lock on the
+/// `meta` row, and with `$21`, behind a batch still being written, after that batch). Creates planned
+/// without a lookup need no check here: the unique `kv_live` index fails the statement if one of
+/// their keys is live.
 const WRITE: &str = "SELECT coxswain_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-     $15, $16, $17, $18, $19)";
+     $15, $16, $17, $18, $19, $20, $21)";
 
-/// SQLSTATE of a unique violation: a create planned without a lookup found its key live.
-const UNIQUE_VIOLATION: &str = "23505";
+/// SQLSTATEs that mean "nothing was written, plan the batch again": a create planned without a
+/// lookup found its key live; a batch written behind another found the shard elsewhere, or gave up
+/// waiting for its lock; a deadlock (only possible with a batch written behind another, whose rows
+/// went in before it took the shard lock) rolled the batch back.
+const NOT_WRITTEN: [&str; 4] = ["23505", "CXB01", "55P03", "40P01"];
 
 impl Postgres {
     /// Reads the base revision and the live rows of the mutated keys.
@@ -233,7 +249,13 @@ impl Postgres {
     /// Runs [`WRITE`] for `plan` planned on `base`; true when it was written. A create's key found
     /// live (only possible for creates planned without a lookup) fails the batch as a whole: false,
     /// and the sequencer plans it again with a lookup.
-    async fn write_with<'c, E>(executor: E, writer: &str, base: u64, plan: &Plan) -> Result<bool>
+    async fn write_with<'c, E>(
+        executor: E,
+        writer: &Writer,
+        base: u64,
+        plan: &Plan,
+        behind: bool,
+    ) -> Result<bool>
     where
         E: sqlx::Executor<'c, Database = Db>,
     {
@@ -268,16 +290,19 @@ impl Postgres {
             .bind(last as i64)
             .bind(now_ms())
             .bind(CHANNEL)
-            .bind(writer)
+            .bind(&writer.name)
+            .bind(writer.lock_class)
+            .bind(behind)
             .fetch_one(executor)
             .await;
         match written {
             Ok(written) => Ok(written),
-            Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some(UNIQUE_VIOLATION) => {
-                debug!(
-                    "a create's key is live; planning the batch again: {}",
-                    err.message()
-                );
+            Err(sqlx::Error::Database(err))
+                if err
+                    .code()
+                    .is_some_and(|code| NOT_WRITTEN.contains(&code.as_ref())) =>
+            {
+                debug!("batch not written; planning it again: {}", err.message());
                 Ok(false)
             }
             Err(err) => Err(err.into()),
@@ -293,24 +318,36 @@ impl Backend for Postgres {
 
     /// One autocommit statement: a single round trip.
     /// The unchecked creates' keys are checked by the unique `kv_live` index as the rows go in.
-    async fn write(&self, base: u64, plan: &Plan, _unchecked: &[ObjectKey]) -> Result<bool> {
-        Self::write_with(&self.pool, &self.writer, base, plan).await
+    async fn write(&self, base: u64, plan: &Plan, _unchecked: &[ObjectKey], behind: bool) -> Result<bool> {
+        Self::write_with(&self.pool, &self.writer, base, plan, behind).await
     }
 
+    /// A batch behind another inserts its rows while the one before it commits.
+    fn pipeline_depth(&self) -> usize {
+        2
+    }
+
+    /// Under the lock only a deadlock can keep the batch from being written: with a batch of
+    /// another process that inserted one of its keys behind its predecessor and waits for the lock.
+    /// Whichever of the two PostgreSQL rolled back is written again.
     async fn commit_locked(&self, mutations: &[Mutation]) -> Result<Plan> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT revision FROM meta WHERE id = 1 FOR UPDATE")
-            .execute(&mut *tx)
-            .await?;
-        let (base, live) = Self::lookup_with(&mut *tx, mutations).await?;
-        let plan = plan_batch(base, &live, mutations);
-        if !Self::write_with(&mut *tx, &self.writer, base, &plan).await? {
-            return Err(Error::Corrupt(
-                "the revision counter moved while its row was locked".into(),
-            ));
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SELECT revision FROM meta WHERE id = 1 FOR UPDATE")
+                .execute(&mut *tx)
+                .await?;
+            let (base, live) = Self::lookup_with(&mut *tx, mutations).await?;
+            let plan = plan_batch(base, &live, mutations);
+            if Self::write_with(&mut *tx, &self.writer, base, &plan, false).await? {
+                tx.commit().await?;
+                return Ok(plan);
+            }
+            tx.rollback().await?;
         }
-        tx.commit().await?;
-        Ok(plan)
+        Err(Error::Corrupt(format!(
+            "a batch written under the shard lock failed {ATTEMPTS} times"
+        )))
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<StoredObject>> {
@@ -468,7 +505,7 @@ impl Backend for Postgres {
                 Ok(Some(notification)) => {
                     let mut words = notification.payload().split(' ');
                     let revision = words.next().and_then(|r| r.parse().ok());
-                    if words.next() != Some(self.writer.as_str()) {
+                    if words.next() != Some(self.writer.name.as_str()) {
                         break Ok(Some(revision.unwrap_or(u64::MAX)));
                     }
                 }

@@ -3,9 +3,9 @@
 //! acknowledges them and hands their events to the watch hub in revision order. Batching is what
 //! makes throughput independent of the per-transaction cost of the shard's revision counter.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -209,13 +209,15 @@ const IDLE_ROUNDS: usize = 3;
 
 /// Group commit: gives writers that are about to submit (typically those the previous batch just
 /// acknowledged) a few scheduler rounds to join this batch, so that a closed loop of N writers
-/// settles into batches of about N instead of alternating between 1 and N-1.
-async fn gather(requests: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
+/// settles into batches of about N instead of alternating between 1 and N-1. Closes early once
+/// `target` requests are waiting.
+async fn gather(requests: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>, target: usize) {
+    let target = target.clamp(1, MAX_BATCH);
     let mut idle = 0;
-    while idle < IDLE_ROUNDS && batch.len() < MAX_BATCH {
+    while idle < IDLE_ROUNDS && batch.len() < target {
         tokio::task::yield_now().await;
         let before = batch.len();
-        while batch.len() < MAX_BATCH {
+        while batch.len() < target {
             match requests.try_recv() {
                 Ok(request) => batch.push(request),
                 Err(_) => break,
@@ -224,6 +226,9 @@ async fn gather(requests: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>
         idle = if batch.len() == before { idle + 1 } else { 0 };
     }
 }
+
+/// How long batches are written one at a time after another process wrote first.
+const CONTENDED: Duration = Duration::from_secs(1);
 
 /// A batch planned on a base revision, ready to be written.
 #[derive(Debug)]
@@ -315,18 +320,50 @@ struct InFlight {
 
 type WriteOutcome = std::result::Result<Result<bool>, tokio::task::JoinError>;
 
+/// Plans `mutations` on the batch written last (the back of `in_flight`), to be written behind it:
+/// only a batch of creates of distinct keys that none of the batches in flight touches, which
+/// needs no read of what they have not committed yet.
+fn prepare_behind(mutations: &[Mutation], in_flight: &VecDeque<InFlight>) -> Option<Prepared> {
+    let base = in_flight.back()?.prepared.last();
+    let keys = distinct_creates(mutations)?;
+    let touched = in_flight
+        .iter()
+        .flat_map(|flight| flight.mutations.iter().map(Mutation::key));
+    for key in touched {
+        if keys.binary_search(&key).is_ok() {
+            return None;
+        }
+    }
+    Some(Prepared {
+        base,
+        plan: plan_batch(base, &HashMap::new(), mutations),
+        unchecked: keys.into_iter().cloned().collect(),
+    })
+}
+
+/// How many of the `waiting` requests the next batch takes when `in_flight` requests are being
+/// written and up to `depth` batches may be: an equal share of all of them, so that a closed loop
+/// of N writers settles into `depth` batches of about N / `depth`.
+fn batch_share(waiting: usize, in_flight: usize, depth: usize) -> usize {
+    if depth <= 1 {
+        return waiting;
+    }
+    (waiting + in_flight).div_ceil(depth).clamp(1, waiting.max(1))
+}
+
 fn start(
     backend: &Arc<dyn Backend>,
     timings: BatchTimings,
     requests: Vec<Reply>,
     mutations: Vec<Mutation>,
     prepared: Prepared,
+    behind: bool,
 ) -> InFlight {
     let prepared = Arc::new(prepared);
     let (backend, writing) = (backend.clone(), prepared.clone());
     let task = tokio::spawn(async move {
         backend
-            .write(writing.base, &writing.plan, &writing.unchecked)
+            .write(writing.base, &writing.plan, &writing.unchecked, behind)
             .await
     });
     InFlight {
@@ -344,9 +381,28 @@ struct Sequencer {
     committed: mpsc::UnboundedSender<Vec<HistoryRow>>,
     /// The revision this sequencer last wrote; `None` when unknown.
     known: Option<u64>,
+    /// No batch is written behind another before this: another process wrote first lately, and
+    /// rows written ahead of the shard lock could collide with its batches.
+    contended_until: Instant,
 }
 
 impl Sequencer {
+    /// Acknowledges a batch whose writer task ended; returns when it was done, for the timings.
+    async fn finish_in_flight(&mut self, flight: InFlight, outcome: WriteOutcome) -> Instant {
+        let InFlight {
+            timings,
+            requests,
+            mutations,
+            prepared,
+            ..
+        } = flight;
+        let written = Instant::now();
+        self.finish(requests, &mutations, prepared, outcome).await;
+        let finished = Instant::now();
+        timings.report(written, finished);
+        finished
+    }
+
     /// Acknowledges a written batch. If another process wrote first, the batch is planned again,
     /// optimistically once and then under the shard lock.
     async fn finish(
@@ -368,6 +424,7 @@ impl Sequencer {
             }
             Ok(Ok(false)) => {
                 debug!("another writer committed first; planning the batch again");
+                self.contended_until = Instant::now() + CONTENDED;
                 self.commit_again(mutations).await.map(|plan| {
                     let last = plan.last_revision();
                     (plan, last)
@@ -395,7 +452,7 @@ impl Sequencer {
         let prepared = prepare(self.backend.as_ref(), mutations, None).await?;
         if self
             .backend
-            .write(prepared.base, &prepared.plan, &prepared.unchecked)
+            .write(prepared.base, &prepared.plan, &prepared.unchecked, false)
             .await?
         {
             return Ok(prepared.plan);
@@ -434,32 +491,35 @@ impl Sequencer {
 }
 
 /// Runs the sequencer until every sender is gone. While a batch is written, whoever arrives joins
-/// the next one, which is planned and started as soon as the database is free again.
+/// the next one, which is planned and started as soon as the database is free again, or at once,
+/// behind it, when the backend takes more than one batch at a time and the next one only creates.
 pub(crate) async fn run(
     backend: Arc<dyn Backend>,
     mut requests: mpsc::Receiver<Request>,
     committed: mpsc::UnboundedSender<Vec<HistoryRow>>,
 ) {
+    let depth = backend.pipeline_depth().max(1);
     let mut sequencer = Sequencer {
         backend: backend.clone(),
         committed,
         known: None,
+        contended_until: Instant::now(),
     };
-    let mut in_flight: Option<InFlight> = None;
+    let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(depth);
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     let mut open = true;
     let mut last_finished = Instant::now();
     loop {
-        if let Some(flight) = in_flight.as_mut() {
+        let full = in_flight.len() >= depth || batch.is_empty();
+        if let Some(front) = in_flight.front_mut()
+            && full
+        {
             let room = MAX_BATCH - batch.len();
             tokio::select! {
                 biased;
-                outcome = &mut flight.task => {
-                    if let Some(InFlight { timings, requests, mutations, prepared, .. }) = in_flight.take() {
-                        let written = Instant::now();
-                        sequencer.finish(requests, &mutations, prepared, outcome).await;
-                        last_finished = Instant::now();
-                        timings.report(written, last_finished);
+                outcome = &mut front.task => {
+                    if let Some(flight) = in_flight.pop_front() {
+                        last_finished = sequencer.finish_in_flight(flight, outcome).await;
                     }
                 }
                 received = requests.recv_many(&mut batch, room), if open && room > 0 => open = received > 0,
@@ -470,15 +530,35 @@ pub(crate) async fn run(
             return;
         }
         let taken = Instant::now();
+        let writing: usize = in_flight.iter().map(|flight| flight.mutations.len()).sum();
         if open {
-            gather(&mut requests, &mut batch).await;
+            // Behind a batch in flight, as many as it holds are enough.
+            let target = if writing > 0 { writing } else { MAX_BATCH };
+            gather(&mut requests, &mut batch, target).await;
         }
         let gathered = Instant::now();
-        let (mutations, replies): (Vec<Mutation>, Vec<Reply>) = std::mem::take(&mut batch)
-            .into_iter()
+        let (mutations, replies): (Vec<Mutation>, Vec<Reply>) = batch
+            .drain(..batch_share(batch.len(), writing, depth))
             .map(|request| (request.mutation, request.reply))
             .unzip();
-        match prepare(backend.as_ref(), &mutations, sequencer.known).await {
+        let behind = if Instant::now() >= sequencer.contended_until {
+            prepare_behind(&mutations, &in_flight)
+        } else {
+            None
+        };
+        let is_behind = behind.is_some();
+        let prepared = match behind {
+            Some(prepared) => Ok(prepared),
+            None => {
+                // Whatever is in flight commits first; then this batch is planned on it.
+                while let Some(mut flight) = in_flight.pop_front() {
+                    let outcome = (&mut flight.task).await;
+                    last_finished = sequencer.finish_in_flight(flight, outcome).await;
+                }
+                prepare(backend.as_ref(), &mutations, sequencer.known).await
+            }
+        };
+        match prepared {
             Ok(prepared) => {
                 let timings = BatchTimings {
                     previous: last_finished,
@@ -486,7 +566,9 @@ pub(crate) async fn run(
                     gathered,
                     started: Instant::now(),
                 };
-                in_flight = Some(start(&backend, timings, replies, mutations, prepared));
+                in_flight.push_back(start(&backend, timings, replies, mutations, prepared, is_behind));
+                // Lets the writer task send its batch before the next one is planned behind it.
+                tokio::task::yield_now().await;
             }
             Err(err) => {
                 sequencer.known = None;
@@ -548,6 +630,82 @@ mod tests {
         assert_eq!(superseded, [Some(12), Some(13), Some(13), None]);
         assert_eq!(plan.rows[1].create_revision, 11);
         assert_eq!(plan.rows[3].prev_revision, None);
+    }
+
+    #[test]
+    fn writers_are_shared_equally_among_the_batches_in_flight() {
+        // One batch at a time: a batch takes everyone waiting.
+        assert_eq!(batch_share(64, 0, 1), 64);
+        assert_eq!(batch_share(64, 64, 1), 64);
+        // Two at a time: 64 waiting with nothing in flight start as two batches of 32 ...
+        assert_eq!(batch_share(64, 0, 2), 32);
+        assert_eq!(batch_share(32, 32, 2), 32);
+        // ... and a lopsided start evens out over the next batches.
+        assert_eq!(batch_share(63, 1, 2), 32);
+        assert_eq!(batch_share(31, 33, 2), 31);
+        assert_eq!(batch_share(1, 0, 2), 1);
+        assert_eq!(batch_share(0, 5, 2), 1);
+    }
+
+    #[test]
+    fn a_batch_of_creates_goes_behind_the_batches_in_flight_unless_it_touches_their_keys() {
+        let creates = |names: &[&str]| -> Vec<Mutation> {
+            names
+                .iter()
+                .map(|name| Mutation::Create {
+                    key: key(name),
+                    value: value("{}"),
+                })
+                .collect()
+        };
+        let flight = |base: u64, mutations: Vec<Mutation>| {
+            let plan = plan_batch(base, &HashMap::new(), &mutations);
+            InFlight {
+                timings: BatchTimings {
+                    previous: Instant::now(),
+                    taken: Instant::now(),
+                    gathered: Instant::now(),
+                    started: Instant::now(),
+                },
+                requests: Vec::new(),
+                mutations,
+                prepared: Arc::new(Prepared {
+                    base,
+                    plan,
+                    unchecked: Vec::new(),
+                }),
+                task: tokio::spawn(async { Ok(true) }),
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let _guard = runtime.enter();
+        let mut in_flight = VecDeque::new();
+        assert!(
+            prepare_behind(&creates(&["a"]), &in_flight).is_none(),
+            "nothing to go behind"
+        );
+        in_flight.push_back(flight(10, creates(&["a", "b"])));
+        let behind = prepare_behind(&creates(&["c", "d"]), &in_flight).expect("creates of other keys");
+        assert_eq!(
+            behind.base, 12,
+            "planned on the revision the batch in flight ends at"
+        );
+        assert_eq!(behind.plan.last_revision(), Some(14));
+        assert_eq!(behind.unchecked.len(), 2);
+        assert!(
+            prepare_behind(&creates(&["c", "b"]), &in_flight).is_none(),
+            "a key in flight"
+        );
+        assert!(
+            prepare_behind(&creates(&["c", "c"]), &in_flight).is_none(),
+            "a key twice"
+        );
+        let update = vec![Mutation::Update {
+            key: key("c"),
+            value: value("{}"),
+            preconditions: Preconditions::none(),
+        }];
+        assert!(prepare_behind(&update, &in_flight).is_none(), "not only creates");
     }
 
     #[test]

@@ -451,6 +451,12 @@ impl Backend for Sqlite {
         lookup(&mut conn, mutations, false).await
     }
 
+    /// The next batch waits for the writer connection rather than for the sequencer: it is planned
+    /// and queued while the one before is written, and its guard checks its base when it runs.
+    fn pipeline_depth(&self) -> usize {
+        2
+    }
+
     /// One call to the writer's worker: open the transaction, check the base and the unchecked keys
     /// (the guard aborts the call otherwise), write, commit.
     async fn write(&self, base: u64, plan: &Plan, unchecked: &[ObjectKey], _behind: bool) -> Result<bool> {

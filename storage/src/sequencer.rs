@@ -537,11 +537,21 @@ pub(crate) async fn run(
             gather(&mut requests, &mut batch, target).await;
         }
         let gathered = Instant::now();
+        // Only creates can be written behind another batch; anything else is written whole.
+        let pipelined = Instant::now() >= sequencer.contended_until
+            && batch
+                .iter()
+                .all(|request| matches!(request.mutation, Mutation::Create { .. }));
+        let share = if pipelined {
+            batch_share(batch.len(), writing, depth)
+        } else {
+            batch.len()
+        };
         let (mutations, replies): (Vec<Mutation>, Vec<Reply>) = batch
-            .drain(..batch_share(batch.len(), writing, depth))
+            .drain(..share)
             .map(|request| (request.mutation, request.reply))
             .unzip();
-        let behind = if Instant::now() >= sequencer.contended_until {
+        let behind = if pipelined {
             prepare_behind(&mutations, &in_flight)
         } else {
             None

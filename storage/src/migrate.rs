@@ -35,6 +35,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 3,
         sql: include_str!("../migrations/postgres/0003_pipelined_write.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../migrations/postgres/0004_key_column.sql"),
+    },
 ];
 
 /// What the database holds before migrating.

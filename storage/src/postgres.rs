@@ -152,6 +152,44 @@ fn push_scope(query: &mut QueryBuilder<'_, Db>, scope: &Scope) {
     }
 }
 
+/// The `key` column of a key (schema v4): its four parts, each followed by a zero byte, so that keys
+/// compare bytewise in list order.
+fn encoded_key(key: &ObjectKey) -> Vec<u8> {
+    encoded_parts(&[&key.cluster, &key.resource, &key.namespace, &key.name])
+}
+
+fn encoded_parts(parts: &[&str]) -> Vec<u8> {
+    let mut encoded = Vec::with_capacity(parts.iter().map(|part| part.len() + 1).sum());
+    for part in parts {
+        encoded.extend_from_slice(part.as_bytes());
+        encoded.push(0);
+    }
+    encoded
+}
+
+/// Conditions on `key` for the live part of a list: within the scope's prefix (when it names a
+/// cluster) and after the cursor. Keys of one resource and cluster order as (namespace, name).
+fn push_key_range(query: &mut QueryBuilder<'_, Db>, scope: &Scope, after: Option<&ListCursor>) {
+    if let ClusterScope::One(cluster) = &scope.cluster {
+        let mut parts = vec![cluster.as_str(), scope.resource.as_str()];
+        if let Some(namespace) = &scope.namespace {
+            parts.push(namespace);
+        }
+        let low = encoded_parts(&parts);
+        // Every key that starts with `low` (which ends with a zero byte) is below `high`.
+        let mut high = low.clone();
+        if let Some(last) = high.last_mut() {
+            *last = 1;
+        }
+        query.push(" AND key >= ").push_bind(low);
+        query.push(" AND key < ").push_bind(high);
+    }
+    if let Some(after) = after {
+        let cursor = encoded_parts(&[&after.cluster, &scope.resource, &after.namespace, &after.name]);
+        query.push(" AND key > ").push_bind(cursor);
+    }
+}
+
 /// A list part's conditions besides liveness (scope, `revision <= at`, after the cursor, the
 /// selector), its order and its limit.
 fn push_list_conditions(
@@ -205,18 +243,16 @@ fn push_selector(query: &mut QueryBuilder<'_, Db>, selector: &LabelSelector) {
 /// (so one snapshot).
 const LOOKUP: &str = "WITH m AS (SELECT revision FROM meta WHERE id = 1), \
      live AS (SELECT kv.revision, kv.cluster, kv.resource, kv.namespace, kv.name, kv.create_revision, kv.uid, kv.value, kv.labels::text AS labels \
-              FROM kv JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(c, r, ns, n) \
-              ON kv.cluster = k.c AND kv.resource = k.r AND kv.namespace = k.ns AND kv.name = k.n \
-              WHERE kv.superseded IS NULL) \
+              FROM kv JOIN unnest($1::bytea[]) AS k(key) ON kv.key = k.key WHERE kv.superseded IS NULL) \
      SELECT m.revision, live.* FROM m LEFT JOIN live ON true";
 
-/// Writes a planned batch through `coxswain_write` (schema v3): if and only if the shard is at the
-/// revision `$15` it was planned on (checked after waiting for any concurrent writer's lock on the
-/// `meta` row, and with `$21`, behind a batch still being written, after that batch). Creates planned
+/// Writes a planned batch through `coxswain_write` (schema v4): if and only if the shard is at the
+/// revision `$16` it was planned on (checked after waiting for any concurrent writer's lock on the
+/// `meta` row, and with `$22`, behind a batch still being written, after that batch). Creates planned
 /// without a lookup need no check here: the unique `kv_live` index fails the statement if one of
 /// their keys is live.
 const WRITE: &str = "SELECT coxswain_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-     $15, $16, $17, $18, $19, $20, $21)";
+     $15, $16, $17, $18, $19, $20, $21, $22)";
 
 /// SQLSTATEs that mean "nothing was written, plan the batch again": a create planned without a
 /// lookup found its key live; a batch written behind another found the shard elsewhere, or gave up
@@ -237,10 +273,7 @@ impl Postgres {
         keys.sort();
         keys.dedup();
         let rows = sqlx::query(LOOKUP)
-            .bind(keys.iter().map(|k| k.cluster.as_str()).collect::<Vec<_>>())
-            .bind(keys.iter().map(|k| k.resource.as_str()).collect::<Vec<_>>())
-            .bind(keys.iter().map(|k| k.namespace.as_str()).collect::<Vec<_>>())
-            .bind(keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| encoded_key(k)).collect::<Vec<_>>())
             .fetch_all(executor)
             .await?;
         rows::lookup(rows)
@@ -269,6 +302,7 @@ impl Postgres {
             .bind(rows.iter().map(|r| r.key.resource.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.key.namespace.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.key.name.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| encoded_key(&r.key)).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.value.as_ref()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.labels_json.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.uid.as_deref()).collect::<Vec<_>>())
@@ -351,15 +385,10 @@ impl Backend for Postgres {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<StoredObject>> {
-        let row = sqlx::query(
-            "SELECT revision, value FROM kv WHERE cluster = $1 AND resource = $2 AND namespace = $3 AND name = $4 AND superseded IS NULL",
-        )
-        .bind(&key.cluster)
-        .bind(&key.resource)
-        .bind(&key.namespace)
-        .bind(&key.name)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query("SELECT revision, value FROM kv WHERE key = $1 AND superseded IS NULL")
+            .bind(encoded_key(key))
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|row| rows::object(&row, key)).transpose()
     }
 
@@ -388,7 +417,14 @@ impl Backend for Postgres {
         let mut query: QueryBuilder<Db> = QueryBuilder::new(
             "(SELECT cluster, namespace, name, revision, value FROM kv WHERE superseded IS NULL AND NOT deleted",
         );
-        push_list_conditions(&mut query, scope, selector, at, after, limit);
+        push_key_range(&mut query, scope, after);
+        push_scope(&mut query, scope);
+        query.push(" AND revision <= ").push_bind(at as i64);
+        push_selector(&mut query, selector);
+        query.push(" ORDER BY key");
+        if let Some(limit) = limit {
+            query.push(" LIMIT ").push_bind(limit.min(i64::MAX as u64) as i64);
+        }
         query
             .push(
                 ") UNION ALL (SELECT cluster, namespace, name, revision, value FROM kv WHERE NOT deleted AND superseded > ",

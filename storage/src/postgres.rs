@@ -40,7 +40,7 @@ struct Writer {
 #[derive(Debug)]
 pub(crate) struct Postgres {
     pool: PgPool,
-    /// Names this process in its commit notifications, so that it skips its own.
+    /// How this process names itself in its commit notifications and advisory locks.
     writer: Writer,
     listener: Mutex<Option<PgListener>>,
 }

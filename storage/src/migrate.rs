@@ -33,11 +33,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
     },
     Migration {
         version: 3,
-        sql: include_str!("../migrations/postgres/0003_pipelined_write.sql"),
-    },
-    Migration {
-        version: 4,
-        sql: include_str!("../migrations/postgres/0004_key_column.sql"),
+        sql: include_str!("../migrations/postgres/0003_pipelined_write_one_column_key.sql"),
     },
 ];
 

@@ -152,7 +152,7 @@ fn push_scope(query: &mut QueryBuilder<'_, Db>, scope: &Scope) {
     }
 }
 
-/// The `key` column of a key (schema v4): its four parts, each followed by a zero byte, so that keys
+/// The `key` column of a key (schema v3): its four parts, each followed by a zero byte, so that keys
 /// compare bytewise in list order.
 fn encoded_key(key: &ObjectKey) -> Vec<u8> {
     encoded_parts(&[&key.cluster, &key.resource, &key.namespace, &key.name])
@@ -190,23 +190,41 @@ fn push_key_range(query: &mut QueryBuilder<'_, Db>, scope: &Scope, after: Option
     }
 }
 
-/// A list part's conditions besides liveness (scope, `revision <= at`, after the cursor, the
-/// selector), its order and its limit.
+/// The two parts of a list at revision R.
+#[derive(Clone, Copy)]
+enum ListPart {
+    /// Versions still live, read through `kv_live` in key order.
+    Live,
+    /// Versions superseded after R, read through `kv_superseded` and sorted.
+    SupersededSince,
+}
+
+/// A list part's conditions besides liveness (the cursor, scope, `revision <= at`, the selector),
+/// its order and its limit.
 fn push_list_conditions(
     query: &mut QueryBuilder<'_, Db>,
+    part: ListPart,
     scope: &Scope,
     selector: &LabelSelector,
     at: u64,
     after: Option<&ListCursor>,
     limit: Option<u64>,
 ) {
+    match part {
+        ListPart::Live => push_key_range(query, scope, after),
+        ListPart::SupersededSince => {
+            if let Some(after) = after {
+                after.push_condition(query);
+            }
+        }
+    }
     push_scope(query, scope);
     query.push(" AND revision <= ").push_bind(at as i64);
-    if let Some(after) = after {
-        after.push_condition(query);
-    }
     push_selector(query, selector);
-    query.push(" ORDER BY cluster, namespace, name");
+    query.push(match part {
+        ListPart::Live => " ORDER BY key",
+        ListPart::SupersededSince => " ORDER BY cluster, namespace, name",
+    });
     if let Some(limit) = limit {
         query.push(" LIMIT ").push_bind(limit.min(i64::MAX as u64) as i64);
     }
@@ -246,7 +264,7 @@ const LOOKUP: &str = "WITH m AS (SELECT revision FROM meta WHERE id = 1), \
               FROM kv JOIN unnest($1::bytea[]) AS k(key) ON kv.key = k.key WHERE kv.superseded IS NULL) \
      SELECT m.revision, live.* FROM m LEFT JOIN live ON true";
 
-/// Writes a planned batch through `coxswain_write` (schema v4): if and only if the shard is at the
+/// Writes a planned batch through `coxswain_write` (schema v3): if and only if the shard is at the
 /// revision `$16` it was planned on (checked after waiting for any concurrent writer's lock on the
 /// `meta` row, and with `$22`, behind a batch still being written, after that batch). Creates planned
 /// without a lookup need no check here: the unique `kv_live` index fails the statement if one of
@@ -417,20 +435,21 @@ impl Backend for Postgres {
         let mut query: QueryBuilder<Db> = QueryBuilder::new(
             "(SELECT cluster, namespace, name, revision, value FROM kv WHERE superseded IS NULL AND NOT deleted",
         );
-        push_key_range(&mut query, scope, after);
-        push_scope(&mut query, scope);
-        query.push(" AND revision <= ").push_bind(at as i64);
-        push_selector(&mut query, selector);
-        query.push(" ORDER BY key");
-        if let Some(limit) = limit {
-            query.push(" LIMIT ").push_bind(limit.min(i64::MAX as u64) as i64);
-        }
+        push_list_conditions(&mut query, ListPart::Live, scope, selector, at, after, limit);
         query
             .push(
                 ") UNION ALL (SELECT cluster, namespace, name, revision, value FROM kv WHERE NOT deleted AND superseded > ",
             )
             .push_bind(at as i64);
-        push_list_conditions(&mut query, scope, selector, at, after, limit);
+        push_list_conditions(
+            &mut query,
+            ListPart::SupersededSince,
+            scope,
+            selector,
+            at,
+            after,
+            limit,
+        );
         query.push(")");
         let objects = query
             .build()

@@ -4,6 +4,7 @@
 //! makes throughput independent of the per-transaction cost of the shard's revision counter.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -361,11 +362,22 @@ fn start(
 ) -> InFlight {
     let prepared = Arc::new(prepared);
     let (backend, writing) = (backend.clone(), prepared.clone());
-    let task = tokio::spawn(async move {
+    let mut write = Box::pin(async move {
         backend
             .write(writing.base, &writing.plan, &writing.unchecked, behind)
             .await
     });
+    // Polled once here, the write takes its place in the backend's queue (SQLite: the writer
+    // connection's lock, which is first come, first served) before the next batch's write exists.
+    // Left to the spawned task, a batch behind could reach the queue first, find its base not yet
+    // written and be planned again. The task polls it again with its own waker.
+    let task = match write
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(outcome) => tokio::spawn(std::future::ready(outcome)),
+        std::task::Poll::Pending => tokio::spawn(write),
+    };
     InFlight {
         timings,
         requests,
@@ -756,5 +768,97 @@ mod tests {
         assert_eq!(plan.outcomes[2].as_ref().unwrap().revision, 10);
         assert_eq!(plan.supersede, [(5, 10)]);
         assert_eq!(plan.rows[0].create_revision, 3);
+    }
+
+    /// A backend whose writes queue on one first-come, first-served lock, as SQLite's writer
+    /// connection does, and record the base of each write when it joins the queue.
+    struct QueueBackend {
+        queue: tokio::sync::Mutex<()>,
+        joined: std::sync::Mutex<Vec<u64>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Backend for QueueBackend {
+        async fn lookup(&self, _: &[Mutation]) -> Result<(u64, HashMap<ObjectKey, LiveRow>)> {
+            Ok((0, HashMap::new()))
+        }
+        async fn write(&self, base: u64, _: &Plan, _: &[ObjectKey], _: bool) -> Result<bool> {
+            if let Ok(mut joined) = self.joined.lock() {
+                joined.push(base);
+            }
+            let _turn = self.queue.lock().await;
+            Ok(true)
+        }
+        async fn commit_locked(&self, _: &[Mutation]) -> Result<Plan> {
+            Ok(Plan::default())
+        }
+        async fn get(&self, _: &ObjectKey) -> Result<Option<StoredObject>> {
+            Ok(None)
+        }
+        async fn revisions(&self) -> Result<crate::backend::Revisions> {
+            Ok(crate::backend::Revisions {
+                current: 0,
+                compacted: 0,
+            })
+        }
+        async fn list(
+            &self,
+            _: &crate::key::Scope,
+            _: &crate::selector::LabelSelector,
+            _: u64,
+            _: Option<&crate::backend::ListCursor>,
+            _: Option<u64>,
+        ) -> Result<Vec<StoredObject>> {
+            Ok(Vec::new())
+        }
+        async fn history(
+            &self,
+            _: Option<&crate::key::Scope>,
+            _: u64,
+            _: u64,
+            _: u64,
+        ) -> Result<Vec<HistoryRow>> {
+            Ok(Vec::new())
+        }
+        async fn compact(&self, _: crate::backend::CompactionPolicy) -> Result<crate::Compaction> {
+            Ok(crate::Compaction {
+                compacted_revision: 0,
+                removed_rows: 0,
+            })
+        }
+        async fn wait_for_remote_commit(&self) -> Option<u64> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn a_started_write_is_queued_before_the_next_batch_is_planned() {
+        let backend = Arc::new(QueueBackend {
+            queue: tokio::sync::Mutex::new(()),
+            joined: std::sync::Mutex::new(Vec::new()),
+        });
+        // The queue is busy, as with a batch being written.
+        let busy = backend.queue.lock().await;
+        let dyn_backend: Arc<dyn Backend> = backend.clone();
+        let timings = BatchTimings {
+            previous: Instant::now(),
+            taken: Instant::now(),
+            gathered: Instant::now(),
+            started: Instant::now(),
+        };
+        let batch = |base: u64| Prepared {
+            base,
+            plan: Plan::default(),
+            unchecked: Vec::new(),
+        };
+        let first = start(&dyn_backend, timings, Vec::new(), Vec::new(), batch(10), false);
+        // Before this task yields even once, the first write has joined the queue ...
+        assert_eq!(*backend.joined.lock().unwrap(), [10]);
+        let second = start(&dyn_backend, timings, Vec::new(), Vec::new(), batch(20), true);
+        assert_eq!(*backend.joined.lock().unwrap(), [10, 20]);
+        drop(busy);
+        // ... so it is written first.
+        assert!(first.task.await.unwrap().unwrap());
+        assert!(second.task.await.unwrap().unwrap());
     }
 }

@@ -20,6 +20,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 2,
         sql: include_str!("../migrations/sqlite/0002_index_tail.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../migrations/sqlite/0003_index_scopes.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -80,9 +84,9 @@ mod tests {
 
     #[test]
     fn newer_and_foreign_databases_are_refused() {
-        assert_eq!(pending(SQLITE, &Found::Empty, "db").unwrap().len(), 2);
+        assert_eq!(pending(SQLITE, &Found::Empty, "db").unwrap().len(), 3);
         assert_eq!(pending(SQLITE, &Found::Version(1), "db").unwrap()[0].version, 2);
-        assert!(pending(SQLITE, &Found::Version(2), "db").unwrap().is_empty());
+        assert!(pending(SQLITE, &Found::Version(3), "db").unwrap().is_empty());
         let newer = pending(SQLITE, &Found::Version(99), "db")
             .unwrap_err()
             .to_string();

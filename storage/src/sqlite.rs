@@ -3,6 +3,8 @@
 //! readers. Positive label requirements are answered from the `kv_labels` index table, keys from
 //! `kv_keys`; both trail the rows by up to `index_lag` revisions (the tail, read by revision range)
 //! and catch up in bulk, which keeps a commit's WAL small (`migrations/sqlite/0002_index_tail.sql`).
+//! Both name a logical cluster and resource by a small integer from `scopes`
+//! (`migrations/sqlite/0003_index_scopes.sql`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,14 +45,17 @@ const TAIL: &str = "meta tm, kv t WHERE tm.id = 1 AND t.revision > tm.indexed";
 
 /// The live version of a key: indexed or in the tail.
 const GET: &str = "SELECT revision, value FROM kv WHERE superseded IS NULL AND revision IN \
-     (SELECT revision FROM kv_keys WHERE cluster = ?1 AND resource = ?2 AND namespace = ?3 AND name = ?4 \
+     (SELECT revision FROM kv_keys WHERE scope = (SELECT id FROM scopes WHERE resource = ?2 AND cluster = ?1) \
+     AND namespace = ?3 AND name = ?4 \
      UNION ALL SELECT t.revision FROM meta tm, kv t WHERE tm.id = 1 AND t.revision > tm.indexed \
      AND t.cluster = ?1 AND t.resource = ?2 AND t.namespace = ?3 AND t.name = ?4)";
 
-/// The indexed rows with their keys from `kv_keys`, under the table's own name and columns.
-const KEYED: &str = "(SELECT k.cluster AS cluster, k.resource AS resource, k.namespace AS namespace, k.name AS name, \
+/// The indexed rows with their keys from `kv_keys` and `scopes`, under the table's own name and
+/// columns. The unique index of `scopes` on (resource, cluster) gives a scope's rows in key order
+/// even across clusters.
+const KEYED: &str = "(SELECT s.cluster AS cluster, s.resource AS resource, k.namespace AS namespace, k.name AS name, \
      kv.revision AS revision, kv.value AS value, kv.labels AS labels, kv.deleted AS deleted, \
-     kv.superseded AS superseded FROM kv_keys k JOIN kv ON kv.revision = k.revision) AS kv";
+     kv.superseded AS superseded FROM scopes s JOIN kv_keys k ON k.scope = s.id JOIN kv ON kv.revision = k.revision) AS kv";
 
 /// Rows per multi-row INSERT (11 parameters each; SQLite allows 32766).
 const INSERT_CHUNK: usize = 200;
@@ -237,10 +242,14 @@ async fn lookup(
     query.push(
         "SELECT m.revision, kv.revision, kv.cluster, kv.resource, kv.namespace, kv.name, \
          kv.create_revision, kv.uid, kv.value, kv.labels FROM meta m LEFT JOIN kv ON kv.superseded IS NULL \
-         AND kv.revision IN (SELECT k.revision FROM kv_keys k WHERE (k.cluster, k.resource, k.namespace, k.name) IN (VALUES ",
+         AND kv.revision IN (SELECT k.revision FROM (VALUES ",
     );
     push_keys(&mut query, &keys);
-    query.push(format!(") UNION ALL SELECT t.revision FROM {TAIL} AND (t.cluster, t.resource, t.namespace, t.name) IN (VALUES "));
+    query.push(
+        ") v JOIN scopes s ON s.resource = v.column2 AND s.cluster = v.column1 \
+         JOIN kv_keys k ON k.scope = s.id AND k.namespace = v.column3 AND k.name = v.column4",
+    );
+    query.push(format!(" UNION ALL SELECT t.revision FROM {TAIL} AND (t.cluster, t.resource, t.namespace, t.name) IN (VALUES "));
     push_keys(&mut query, &keys);
     query.push(")) WHERE m.id = 1");
     rows::lookup(query.build().persistent(false).fetch_all(&mut *conn).await?)
@@ -327,15 +336,18 @@ fn push_plan<'a>(query: &mut QueryBuilder<'a, Db>, plan: &'a Plan, index_lag: u6
                 .push("INSERT INTO temp.write_guard (base, clashes) VALUES (")
                 .push_bind(base as i64)
                 .push(
-                    ", (SELECT count(*) FROM kv n JOIN kv_keys k ON k.cluster = n.cluster AND k.resource = n.resource \
-                     AND k.namespace = n.namespace AND k.name = n.name JOIN kv o ON o.revision = k.revision \
+                    ", (SELECT count(*) FROM kv n JOIN scopes s ON s.resource = n.resource AND s.cluster = n.cluster \
+                     JOIN kv_keys k ON k.scope = s.id AND k.namespace = n.namespace AND k.name = n.name \
+                     JOIN kv o ON o.revision = k.revision \
                      AND o.superseded IS NULL AND o.revision <= ",
                 )
                 .push_bind(base as i64)
                 .push(" WHERE ");
             created(query);
             query
-                .push(format!(") + (SELECT count(*) FROM {TAIL} AND t.superseded IS NULL AND t.revision <= "))
+                .push(format!(
+                    ") + (SELECT count(*) FROM {TAIL} AND t.superseded IS NULL AND t.revision <= "
+                ))
                 .push_bind(base as i64)
                 // The names first: a probe on one short column rules out almost every tail row.
                 .push(" AND t.name IN (SELECT n.name FROM kv n WHERE ");
@@ -357,14 +369,22 @@ fn push_plan<'a>(query: &mut QueryBuilder<'a, Db>, plan: &'a Plan, index_lag: u6
                 .push_bind(index_lag as i64);
         };
         query.push(
-            "INSERT OR ROLLBACK INTO kv_keys (cluster, resource, namespace, name, revision) \
-             SELECT kv.cluster, kv.resource, kv.namespace, kv.name, kv.revision FROM meta m, kv WHERE m.id = 1 AND ",
+            "INSERT OR IGNORE INTO scopes (resource, cluster) \
+             SELECT DISTINCT kv.resource, kv.cluster FROM meta m, kv WHERE m.id = 1 AND ",
         );
         due(query, "m.indexed");
         query.push(
             " AND kv.revision > m.indexed; \
-             INSERT OR ROLLBACK INTO kv_labels (resource, key, value, cluster, revision) \
-             SELECT kv.resource, j.key, j.value, kv.cluster, kv.revision FROM meta m, kv, json_each(kv.labels) j \
+             INSERT OR ROLLBACK INTO kv_keys (scope, namespace, name, revision) \
+             SELECT s.id, kv.namespace, kv.name, kv.revision FROM meta m, kv \
+             JOIN scopes s ON s.resource = kv.resource AND s.cluster = kv.cluster WHERE m.id = 1 AND ",
+        );
+        due(query, "m.indexed");
+        query.push(
+            " AND kv.revision > m.indexed; \
+             INSERT OR ROLLBACK INTO kv_labels (scope, key, value, revision) \
+             SELECT s.id, j.key, j.value, kv.revision FROM meta m, kv \
+             JOIN scopes s ON s.resource = kv.resource AND s.cluster = kv.cluster, json_each(kv.labels) j \
              WHERE m.id = 1 AND ",
         );
         due(query, "m.indexed");
@@ -416,13 +436,16 @@ fn push_selector(query: &mut QueryBuilder<'_, Db>, scope: &Scope, selector: &Lab
         );
         if positive {
             // The label index up to `meta.indexed`, the rows' own labels after it.
-            query.push(" AND kv.revision IN (SELECT l.revision FROM kv_labels l WHERE l.resource = ");
+            query.push(
+                " AND kv.revision IN (SELECT l.revision FROM scopes s JOIN kv_labels l ON l.scope = s.id \
+                 WHERE s.resource = ",
+            );
             query.push_bind(scope.resource.clone());
+            if let ClusterScope::One(cluster) = &scope.cluster {
+                query.push(" AND s.cluster = ").push_bind(cluster.clone());
+            }
             query.push(" AND l.key = ").push_bind(requirement.key.clone());
             push_values(query, "l.value", &requirement.values);
-            if let ClusterScope::One(cluster) = &scope.cluster {
-                query.push(" AND l.cluster = ").push_bind(cluster.clone());
-            }
             query.push(format!(
                 " UNION ALL SELECT t.revision FROM json_each(t.labels) j, {TAIL} AND t.deleted = 0 AND j.key = "
             ));
@@ -663,10 +686,12 @@ impl Backend for Sqlite {
                     .await?;
                     for chunk in doomed.chunks(500) {
                         let statements = [
-                            "DELETE FROM kv_keys WHERE (cluster, resource, namespace, name, revision) IN \
-                             (SELECT d.cluster, d.resource, d.namespace, d.name, d.revision FROM kv d WHERE d.revision IN (",
-                            "DELETE FROM kv_labels WHERE (resource, key, value, cluster, revision) IN \
-                             (SELECT d.resource, j.key, j.value, d.cluster, d.revision FROM kv d, json_each(d.labels) j \
+                            "DELETE FROM kv_keys WHERE (scope, namespace, name, revision) IN \
+                             (SELECT s.id, d.namespace, d.name, d.revision FROM kv d \
+                             JOIN scopes s ON s.resource = d.resource AND s.cluster = d.cluster WHERE d.revision IN (",
+                            "DELETE FROM kv_labels WHERE (scope, key, value, revision) IN \
+                             (SELECT s.id, j.key, j.value, d.revision FROM kv d \
+                             JOIN scopes s ON s.resource = d.resource AND s.cluster = d.cluster, json_each(d.labels) j \
                              WHERE d.deleted = 0 AND d.revision IN (",
                             "DELETE FROM kv WHERE revision IN (",
                         ];

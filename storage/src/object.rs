@@ -85,53 +85,34 @@ pub(crate) struct PreparedValue {
 }
 
 impl PreparedValue {
-    /// Checks and serialises a value. Only `metadata` is parsed into a tree; every other top-level
-    /// field is validated and copied as raw JSON text.
+    /// Checks and serialises a value. Nothing is parsed into a tree: the top level and `metadata`
+    /// are split into their fields as raw JSON text (which checks that all of it is JSON), only
+    /// `metadata.uid` and `metadata.labels` are read, and every field is copied as it came.
     pub(crate) fn parse(value: &[u8]) -> Result<Self> {
-        use serde_json::value::RawValue;
-        let top: std::collections::BTreeMap<String, &RawValue> =
-            serde_json::from_slice(value).map_err(|err| {
-                if matches!(serde_json::from_slice::<Value>(value), Ok(ref v) if !v.is_object()) {
-                    Error::InvalidValue("value must be a JSON object".into())
-                } else {
-                    Error::InvalidValue(format!("value is not JSON: {err}"))
-                }
-            })?;
-        let metadata = match top.get("metadata") {
-            None => Map::new(),
-            Some(raw) => match serde_json::from_str::<Value>(raw.get()) {
-                Ok(Value::Object(metadata)) => metadata,
-                Ok(Value::Null) | Ok(_) => {
-                    return Err(Error::InvalidValue("metadata must be an object".into()));
-                }
-                Err(err) => return Err(Error::InvalidValue(format!("value is not JSON: {err}"))),
-            },
+        let top: RawFields = serde_json::from_slice(value).map_err(|err| {
+            if matches!(serde_json::from_slice::<Value>(value), Ok(ref v) if !v.is_object()) {
+                Error::InvalidValue("value must be a JSON object".into())
+            } else {
+                Error::InvalidValue(format!("value is not JSON: {err}"))
+            }
+        })?;
+        let metadata: RawFields = match top.get("metadata") {
+            None => RawFields::new(),
+            Some(raw) => serde_json::from_str(raw.get())
+                .map_err(|_| Error::InvalidValue("metadata must be an object".into()))?,
         };
-        let rest = top
-            .iter()
-            .filter(|(key, _)| key.as_str() != "metadata")
-            .map(|(key, raw)| (key.as_str(), *raw));
-        Self::build(metadata, rest)
-    }
-
-    /// Serialises `metadata` first, without `resourceVersion`, remembering where it goes, then the
-    /// other fields.
-    fn build<'v, V: serde::Serialize + ?Sized + 'v>(
-        metadata: Map<String, Value>,
-        rest: impl Iterator<Item = (&'v str, &'v V)>,
-    ) -> Result<Self> {
         let uid = match metadata.get("uid") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(uid)) => Some(uid.clone()),
-            Some(_) => return Err(Error::InvalidValue("metadata.uid must be a string".into())),
+            None => None,
+            Some(raw) => serde_json::from_str::<Option<String>>(raw.get())
+                .map_err(|_| Error::InvalidValue("metadata.uid must be a string".into()))?,
         };
         let labels = labels_of(&metadata)?;
         let labels_json = serde_json::to_string(&labels).unwrap_or_else(|_| "{}".into());
-        let mut body = Vec::with_capacity(256);
+        let mut body = Vec::with_capacity(value.len() + 16);
         body.extend_from_slice(b"{\"metadata\":{");
         let revision_at = body.len();
         let mut metadata_empty = true;
-        for (key, value) in metadata
+        for (key, raw) in metadata
             .iter()
             .filter(|(key, _)| key.as_str() != "resourceVersion")
         {
@@ -141,14 +122,14 @@ impl PreparedValue {
             metadata_empty = false;
             put(&mut body, key);
             body.push(b':');
-            put(&mut body, value);
+            body.extend_from_slice(raw.get().as_bytes());
         }
         body.push(b'}');
-        for (key, value) in rest {
+        for (key, raw) in top.iter().filter(|(key, _)| key.as_str() != "metadata") {
             body.push(b',');
             put(&mut body, key);
             body.push(b':');
-            put(&mut body, value);
+            body.extend_from_slice(raw.get().as_bytes());
         }
         body.push(b'}');
         Ok(Self {
@@ -180,20 +161,25 @@ fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     let _ = serde_json::to_writer(out, value);
 }
 
-fn labels_of(metadata: &Map<String, Value>) -> Result<Labels> {
-    match metadata.get("labels") {
-        None | Some(Value::Null) => Ok(Labels::new()),
-        Some(Value::Object(labels)) => labels
-            .iter()
-            .map(|(key, value)| match value {
-                Value::String(value) => Ok((key.clone(), value.clone())),
-                _ => Err(Error::InvalidValue(format!(
-                    "label {key:?} must have a string value"
-                ))),
-            })
-            .collect(),
-        Some(_) => Err(Error::InvalidValue("metadata.labels must be an object".into())),
-    }
+/// The fields of a JSON object, each as its raw JSON text, ordered by name.
+type RawFields<'a> = BTreeMap<String, &'a serde_json::value::RawValue>;
+
+fn labels_of(metadata: &RawFields) -> Result<Labels> {
+    let Some(raw) = metadata.get("labels") else {
+        return Ok(Labels::new());
+    };
+    let labels: Option<RawFields> = serde_json::from_str(raw.get())
+        .map_err(|_| Error::InvalidValue("metadata.labels must be an object".into()))?;
+    labels
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| match serde_json::from_str::<String>(value.get()) {
+            Ok(value) => Ok((key, value)),
+            Err(_) => Err(Error::InvalidValue(format!(
+                "label {key:?} must have a string value"
+            ))),
+        })
+        .collect()
 }
 
 fn set_resource_version(object: &mut Map<String, Value>, revision: u64) {

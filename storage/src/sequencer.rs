@@ -167,7 +167,8 @@ pub(crate) fn plan_batch(base: u64, live: &HashMap<ObjectKey, LiveRow>, mutation
 }
 
 /// [`plan_batch`] for a batch of creates of distinct keys none of which is live (checked by the
-/// write): each gets the next revision, with no lookup and no overlay of earlier versions.
+/// write): each gets the next revision, with no lookup and no overlay of earlier versions. Callers
+/// have checked with [`distinct_creates`] that every mutation is such a create.
 fn plan_distinct_creates(base: u64, mutations: &[Mutation]) -> Plan {
     let mut plan = Plan {
         rows: Vec::with_capacity(mutations.len()),

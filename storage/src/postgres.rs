@@ -90,17 +90,24 @@ impl Postgres {
                 // batch.
                 .test_before_acquire(false)
         };
-        // Opened when the first batch is written; the probe above found the server.
-        let writes = pool_options(PIPELINE_DEPTH as u32).connect_lazy_with(options.clone());
+        let unreachable = |err: sqlx::Error| {
+            Error::Open(format!(
+                "cannot connect to {place}: {err}; check the --storage URL and that the server is running"
+            ))
+        };
         let pool = pool_options(max_connections)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
-            .map_err(|err| {
-                Error::Open(format!(
-                    "cannot connect to {place}: {err}; check the --storage URL and that the server is running"
-                ))
-            })?;
+            .map_err(unreachable)?;
         migrate(&pool, &place).await?;
+        // Every write connection is opened now rather than by the first batches: opening one took
+        // about 30 ms here, which the first writes after a start would wait for.
+        let writes = pool_options(PIPELINE_DEPTH as u32).connect_lazy_with(options);
+        let mut opened = Vec::with_capacity(PIPELINE_DEPTH);
+        for _ in 0..PIPELINE_DEPTH {
+            opened.push(writes.acquire().await.map_err(unreachable)?);
+        }
+        drop(opened);
         Ok(Self {
             pool,
             writes,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::backend::{HistoryRow, LiveRow};
+use crate::backend::{HistoryRow, LiveRow, Revisions};
 use crate::error::{Error, Result};
 use crate::key::ObjectKey;
 use crate::object::StoredObject;
@@ -33,6 +33,17 @@ where
 /// A revision column: never negative in a database Coxswain wrote.
 pub(crate) fn to_u64(value: i64) -> Result<u64> {
     u64::try_from(value).map_err(|_| Error::Corrupt(format!("negative revision {value}")))
+}
+
+/// Reads the shard's counters, selected in this order by [`REVISIONS`].
+pub(crate) const REVISIONS: &str = "SELECT revision, compacted FROM meta WHERE id = 1";
+
+/// The shard's counters from the row of [`REVISIONS`].
+pub(crate) fn revisions((current, compacted): (i64, i64)) -> Result<Revisions> {
+    Ok(Revisions {
+        current: to_u64(current)?,
+        compacted: to_u64(compacted)?,
+    })
 }
 
 /// Milliseconds since the Unix epoch, for the commit-time log.

@@ -544,14 +544,7 @@ impl Backend for Sqlite {
     }
 
     async fn revisions(&self) -> Result<Revisions> {
-        let (current, compacted): (i64, i64) =
-            sqlx::query_as("SELECT revision, compacted FROM meta WHERE id = 1")
-                .fetch_one(&self.readers)
-                .await?;
-        Ok(Revisions {
-            current: to_u64(current)?,
-            compacted: to_u64(compacted)?,
-        })
+        rows::revisions(sqlx::query_as(rows::REVISIONS).fetch_one(&self.readers).await?)
     }
 
     async fn list(

@@ -35,7 +35,7 @@ pub(crate) fn to_u64(value: i64) -> Result<u64> {
     u64::try_from(value).map_err(|_| Error::Corrupt(format!("negative revision {value}")))
 }
 
-/// Reads the shard's counters, selected in this order by [`REVISIONS`].
+/// The query for the shard's counters: the current and the compacted revision, in that order.
 pub(crate) const REVISIONS: &str = "SELECT revision, compacted FROM meta WHERE id = 1";
 
 /// The shard's counters from the row of [`REVISIONS`].

@@ -166,29 +166,6 @@ pub(crate) fn plan_batch(base: u64, live: &HashMap<ObjectKey, LiveRow>, mutation
     plan
 }
 
-/// [`plan_batch`] for a batch of creates of distinct keys none of which is live (checked by the
-/// write): each gets the next revision, with no lookup and no overlay of earlier versions. Callers
-/// have checked with [`distinct_creates`] that every mutation is such a create.
-fn plan_distinct_creates(base: u64, mutations: &[Mutation]) -> Plan {
-    let mut plan = Plan {
-        rows: Vec::with_capacity(mutations.len()),
-        supersede: Vec::new(),
-        outcomes: Vec::with_capacity(mutations.len()),
-    };
-    for (revision, mutation) in (base + 1..).zip(mutations) {
-        if let Mutation::Create { key, value } = mutation {
-            let row = new_version(key, value, revision, None);
-            plan.outcomes.push(Ok(StoredObject {
-                key: key.clone(),
-                revision,
-                value: row.value.clone(),
-            }));
-            plan.rows.push(row);
-        }
-    }
-    plan
-}
-
 fn new_version(key: &ObjectKey, value: &PreparedValue, revision: u64, current: Option<&LiveRow>) -> NewRow {
     NewRow {
         revision,
@@ -270,19 +247,64 @@ impl Prepared {
     }
 }
 
-/// The keys of a batch made only of creates of distinct keys, which can be planned without a lookup.
-fn distinct_creates(mutations: &[Mutation]) -> Option<Vec<&ObjectKey>> {
-    let mut keys = Vec::with_capacity(mutations.len());
-    for mutation in mutations {
-        match mutation {
-            Mutation::Create { key, .. } => keys.push(key),
-            _ => return None,
+/// A batch made only of creates of distinct keys, which can be planned without a lookup: the write
+/// checks that none of its keys is live.
+struct DistinctCreates<'a> {
+    /// The creates in arrival order.
+    creates: Vec<(&'a ObjectKey, &'a PreparedValue)>,
+    /// Their keys, sorted.
+    keys: Vec<&'a ObjectKey>,
+}
+
+impl<'a> DistinctCreates<'a> {
+    /// `None` when `mutations` holds anything but a create, or a key twice.
+    fn of(mutations: &'a [Mutation]) -> Option<Self> {
+        let creates = mutations
+            .iter()
+            .map(|mutation| match mutation {
+                Mutation::Create { key, value } => Some((key, value)),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let mut keys: Vec<&ObjectKey> = creates.iter().map(|(key, _)| *key).collect();
+        keys.sort();
+        let before = keys.len();
+        keys.dedup();
+        (keys.len() == before).then_some(Self { creates, keys })
+    }
+
+    fn touches(&self, key: &ObjectKey) -> bool {
+        self.keys.binary_search(&key).is_ok()
+    }
+
+    /// [`plan_batch`] for these creates: each gets the next revision after `base`, with no overlay
+    /// of earlier versions.
+    fn plan(&self, base: u64) -> Plan {
+        let mut plan = Plan {
+            rows: Vec::with_capacity(self.creates.len()),
+            supersede: Vec::new(),
+            outcomes: Vec::with_capacity(self.creates.len()),
+        };
+        for (revision, (key, value)) in (base + 1..).zip(&self.creates) {
+            let row = new_version(key, value, revision, None);
+            plan.outcomes.push(Ok(StoredObject {
+                key: (*key).clone(),
+                revision,
+                value: row.value.clone(),
+            }));
+            plan.rows.push(row);
+        }
+        plan
+    }
+
+    /// Prepared on `base`, with every key left for the write to check.
+    fn prepare(self, base: u64) -> Prepared {
+        Prepared {
+            base,
+            plan: self.plan(base),
+            unchecked: self.keys.into_iter().cloned().collect(),
         }
     }
-    keys.sort();
-    let before = keys.len();
-    keys.dedup();
-    (keys.len() == before).then_some(keys)
 }
 
 /// Plans `mutations` on the revision this sequencer last wrote (`known`). Creates of distinct keys
@@ -290,13 +312,9 @@ fn distinct_creates(mutations: &[Mutation]) -> Option<Vec<&ObjectKey>> {
 /// live rows and the revision they are current at, without a lock (the write checks that revision).
 async fn prepare(backend: &dyn Backend, mutations: &[Mutation], known: Option<u64>) -> Result<Prepared> {
     if let Some(base) = known
-        && let Some(keys) = distinct_creates(mutations)
+        && let Some(creates) = DistinctCreates::of(mutations)
     {
-        return Ok(Prepared {
-            base,
-            plan: plan_distinct_creates(base, mutations),
-            unchecked: keys.into_iter().cloned().collect(),
-        });
+        return Ok(creates.prepare(base));
     }
     let (base, live) = backend.lookup(mutations).await?;
     Ok(Prepared {
@@ -349,20 +367,14 @@ type WriteOutcome = std::result::Result<Result<bool>, tokio::task::JoinError>;
 /// needs no read of what they have not committed yet.
 fn prepare_behind(mutations: &[Mutation], in_flight: &VecDeque<InFlight>) -> Option<Prepared> {
     let base = in_flight.back()?.prepared.last();
-    let keys = distinct_creates(mutations)?;
-    let touched = in_flight
+    let creates = DistinctCreates::of(mutations)?;
+    let mut touched = in_flight
         .iter()
         .flat_map(|flight| flight.mutations.iter().map(Mutation::key));
-    for key in touched {
-        if keys.binary_search(&key).is_ok() {
-            return None;
-        }
+    if touched.any(|key| creates.touches(key)) {
+        return None;
     }
-    Some(Prepared {
-        base,
-        plan: plan_distinct_creates(base, mutations),
-        unchecked: keys.into_iter().cloned().collect(),
-    })
+    Some(creates.prepare(base))
 }
 
 /// How many of the `waiting` requests the next batch takes when `in_flight` requests are being
@@ -689,9 +701,27 @@ mod tests {
             })
             .collect();
         let general = plan_batch(41, &HashMap::new(), &mutations);
-        let fast = plan_distinct_creates(41, &mutations);
+        let fast = DistinctCreates::of(&mutations)
+            .expect("distinct creates")
+            .plan(41);
         assert_eq!(format!("{fast:?}"), format!("{general:?}"));
         assert_eq!(fast.last_revision(), Some(44));
+    }
+
+    #[test]
+    fn only_creates_of_distinct_keys_are_planned_without_a_lookup() {
+        let create = |name: &str| Mutation::Create {
+            key: key(name),
+            value: value(r#"{"metadata":{}}"#),
+        };
+        let update = Mutation::Update {
+            key: key("b"),
+            value: value(r#"{"metadata":{}}"#),
+            preconditions: Preconditions::none(),
+        };
+        assert!(DistinctCreates::of(&[create("a"), create("b")]).is_some());
+        assert!(DistinctCreates::of(&[create("a"), create("a")]).is_none());
+        assert!(DistinctCreates::of(&[create("a"), update]).is_none());
     }
 
     #[test]

@@ -100,12 +100,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// Writes `plan` if and only if the shard is at revision `base` when it commits and none of the
     /// `unchecked` keys is live; `Ok(false)` (nothing written) otherwise. Durable when it returns.
-    /// `behind`: `base` is the last revision of a batch of this process that is still being
-    /// written, and `plan` only creates (only when [`Backend::pipeline_depth`] is above one).
-    async fn write(&self, base: u64, plan: &Plan, unchecked: &[ObjectKey], behind: bool) -> Result<bool>;
+    /// Writes are carried out in the order their futures are first polled, so `base` may be the
+    /// last revision of a batch whose write has not returned yet.
+    async fn write(&self, base: u64, plan: &Plan, unchecked: &[ObjectKey]) -> Result<bool>;
 
-    /// How many batches may be written at once: above one, a batch of creates may be written
-    /// `behind` the one before it.
+    /// How many batches may be written at once: above one, a batch of creates may be queued
+    /// behind the one before it.
     fn pipeline_depth(&self) -> usize {
         1
     }

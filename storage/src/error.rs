@@ -54,7 +54,7 @@ pub enum Error {
     /// The database refused or failed the operation (connection lost, disk full, …); the write was
     /// not acknowledged and may be retried.
     #[error("storage backend error: {0}")]
-    Backend(#[source] Arc<sqlx::Error>),
+    Backend(#[source] Arc<dyn std::error::Error + Send + Sync>),
 
     /// The store cannot be opened; the message names the cause and the fix.
     #[error("{0}")]
@@ -67,6 +67,13 @@ pub enum Error {
 
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
+        Error::Backend(Arc::new(err))
+    }
+}
+
+/// From the connection PostgreSQL batches are written on.
+impl From<tokio_postgres::Error> for Error {
+    fn from(err: tokio_postgres::Error) -> Self {
         Error::Backend(Arc::new(err))
     }
 }

@@ -4,6 +4,7 @@
 //! implementation, generic over the backend. The API server never sees SQL.
 
 mod backend;
+mod batch_connection;
 mod continuation;
 mod error;
 mod key;

@@ -16,6 +16,7 @@ use tracing::debug;
 
 use crate::Compaction;
 use crate::backend::{Backend, CompactionPolicy, HistoryRow, ListCursor, LiveRow, Revisions};
+use crate::batch_connection::BatchConnection;
 use crate::error::{Error, Result};
 use crate::key::{ClusterScope, ObjectKey, Scope};
 use crate::migrate::{self, Found};
@@ -37,18 +38,31 @@ struct Writer {
     lock_class: i32,
 }
 
-/// Batches in flight at once: one being committed and one written behind it.
+/// Batches in flight at once: one being written and one queued behind it on the batch connection.
+/// With three (batches of about 21 at concurrency 64) the benchmark did 35,618–42,917 creates per
+/// second against 48,391–50,404 with two, in three pairs of runs.
 const PIPELINE_DEPTH: usize = 2;
+
+/// Server settings of every connection. Every query here is built for an index. Statements are
+/// prepared once per connection, and a plan made while `kv` was new (no statistics yet) would scan
+/// it for as long as the connection lives; forbid that rather than wait for autoanalyze. JIT never
+/// pays off for these short statements.
+const SESSION_SETTINGS: [(&str, &str); 3] = [
+    ("enable_seqscan", "off"),
+    ("enable_hashjoin", "off"),
+    ("jit", "off"),
+];
+
+/// `coxswain_write`'s `p_behind` (schema v3): true made a batch insert its rows before waiting for
+/// the one before it, written on another connection. Both are on one connection now, in order.
+const WRITTEN_BEHIND: bool = false;
 
 #[derive(Debug)]
 pub(crate) struct Postgres {
     /// Reads, lookups, compaction, the commit listener and writes under the shard lock.
     pool: PgPool,
-    /// The pipelined batch writes, and nothing else: one connection per batch in flight, so that
-    /// consecutive batches alternate between the same two server processes. Spread over the main
-    /// pool's idle connections in turn (with a pool of 16, four took turns), the benchmark did
-    /// 13–15 % fewer creates per second.
-    writes: PgPool,
+    /// The batch writes, and nothing else.
+    batches: BatchConnection,
     /// How this process names itself in its commit notifications and advisory locks.
     writer: Writer,
     listener: Mutex<Option<PgListener>>,
@@ -59,15 +73,7 @@ impl Postgres {
         let options: PgConnectOptions = url
             .parse()
             .map_err(|err| Error::Open(format!("invalid PostgreSQL URL: {err}")))?;
-        // Every query here is built for an index. Statements are prepared once per connection, and a
-        // plan made while `kv` was new (no statistics yet) would scan it for as long as the
-        // connection lives; forbid that rather than wait for autoanalyze. JIT never pays off for
-        // these short statements.
-        let options = options.options([
-            ("enable_seqscan", "off"),
-            ("enable_hashjoin", "off"),
-            ("jit", "off"),
-        ]);
+        let options = options.options(SESSION_SETTINGS);
         let place = format!(
             "PostgreSQL database {:?} at {}:{}",
             options.get_database().unwrap_or("postgres"),
@@ -100,17 +106,17 @@ impl Postgres {
             .await
             .map_err(unreachable)?;
         migrate(&pool, &place).await?;
-        // Every write connection is opened now rather than by the first batches, which waited for
-        // it: in the benchmark their writes took a median of 13.8 ms that way, and 8.9 ms now.
-        let writes = pool_options(PIPELINE_DEPTH as u32).connect_lazy_with(options);
-        let mut opened = Vec::with_capacity(PIPELINE_DEPTH);
-        for _ in 0..PIPELINE_DEPTH {
-            opened.push(writes.acquire().await.map_err(unreachable)?);
-        }
-        drop(opened);
+        // Opened now rather than by the first batch, which would wait for it.
+        let batches = BatchConnection::open(url, &SESSION_SETTINGS, acquire_timeout, WRITE)
+            .await
+            .map_err(|err| {
+                Error::Open(format!(
+                    "cannot connect to {place}: {err}; check the --storage URL and that the server is running"
+                ))
+            })?;
         Ok(Self {
             pool,
-            writes,
+            batches,
             writer: Writer {
                 name: format!("{:016x}", rand::random::<u64>()),
                 lock_class: rand::random::<i32>(),
@@ -289,16 +295,15 @@ const LOOKUP: &str = "WITH m AS (SELECT revision FROM meta WHERE id = 1), \
 
 /// Writes a planned batch through `coxswain_write` (schema v3): if and only if the shard is at the
 /// revision `$16` it was planned on (checked after waiting for any concurrent writer's lock on the
-/// `meta` row, and with `$22`, behind a batch still being written, after that batch). Creates planned
-/// without a lookup need no check here: the unique `kv_live` index fails the statement if one of
-/// their keys is live.
+/// `meta` row; `$22` is [`WRITTEN_BEHIND`]). Creates planned without a lookup need no check here:
+/// the unique `kv_live` index fails the statement if one of their keys is live.
 const WRITE: &str = "SELECT coxswain_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
      $15, $16, $17, $18, $19, $20, $21, $22)";
 
 /// SQLSTATEs that mean "nothing was written, plan the batch again": a create planned without a
-/// lookup found its key live; a batch written behind another found the shard elsewhere, or gave up
-/// waiting for its lock; a deadlock (only possible with a batch written behind another, whose rows
-/// went in before it took the shard lock) rolled the batch back.
+/// lookup found its key live; and, from the way schema v3 wrote a batch behind another (which a
+/// process of an older build sharing the database may still do), a batch that found the shard
+/// elsewhere or gave up waiting for its lock, or a deadlock with such a batch.
 const NOT_WRITTEN: [&str; 4] = ["23505", "CXB01", "55P03", "40P01"];
 
 impl Postgres {
@@ -320,54 +325,17 @@ impl Postgres {
         rows::lookup(rows)
     }
 
-    /// Runs [`WRITE`] for `plan` planned on `base`; true when it was written. A create's key found
-    /// live (only possible for creates planned without a lookup) fails the batch as a whole: false,
-    /// and the sequencer plans it again with a lookup.
-    async fn write_with<'c, E>(
-        executor: E,
-        writer: &Writer,
-        base: u64,
-        plan: &Plan,
-        behind: bool,
-    ) -> Result<bool>
+    /// Runs [`WRITE`] on a connection of the pool for `plan` planned on `base` (the fallback under
+    /// the shard lock); true when it was written.
+    async fn write_with<'c, E>(executor: E, writer: &Writer, base: u64, plan: &Plan) -> Result<bool>
     where
         E: sqlx::Executor<'c, Database = Db>,
     {
-        let Some(last) = plan.last_revision() else {
+        let Some(args) = WriteArgs::of(writer, base, plan) else {
             return Ok(true);
         };
-        let rows = &plan.rows;
-        let written = sqlx::query_scalar::<_, bool>(WRITE)
-            .bind(rows.iter().map(|r| r.revision as i64).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.key.cluster.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.key.resource.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.key.namespace.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.key.name.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| encoded_key(&r.key)).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.value.as_ref()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.labels_json.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.uid.as_deref()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.create_revision as i64).collect::<Vec<_>>())
-            .bind(
-                rows.iter()
-                    .map(|r| r.prev_revision.map(|p| p as i64))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(rows.iter().map(|r| r.deleted).collect::<Vec<_>>())
-            .bind(
-                rows.iter()
-                    .map(|r| r.superseded.map(|s| s as i64))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(plan.supersede.iter().map(|(r, _)| *r as i64).collect::<Vec<_>>())
-            .bind(plan.supersede.iter().map(|(_, s)| *s as i64).collect::<Vec<_>>())
-            .bind(base as i64)
-            .bind(last as i64)
-            .bind(now_ms())
-            .bind(CHANNEL)
-            .bind(&writer.name)
-            .bind(writer.lock_class)
-            .bind(behind)
+        let written = args
+            .bind(sqlx::query_scalar::<_, bool>(WRITE))
             .fetch_one(executor)
             .await;
         match written {
@@ -385,16 +353,142 @@ impl Postgres {
     }
 }
 
+/// The arguments of [`WRITE`] for one planned batch, for either driver.
+struct WriteArgs<'a> {
+    revisions: Vec<i64>,
+    clusters: Vec<&'a str>,
+    resources: Vec<&'a str>,
+    namespaces: Vec<&'a str>,
+    names: Vec<&'a str>,
+    keys: Vec<Vec<u8>>,
+    values: Vec<&'a [u8]>,
+    labels: Vec<&'a str>,
+    uids: Vec<Option<&'a str>>,
+    create_revisions: Vec<i64>,
+    prev_revisions: Vec<Option<i64>>,
+    deleted: Vec<bool>,
+    superseded: Vec<Option<i64>>,
+    supersede_rows: Vec<i64>,
+    supersede_with: Vec<i64>,
+    base: i64,
+    last: i64,
+    committed_ms: i64,
+    writer: &'a str,
+    lock_class: i32,
+}
+
+impl<'a> WriteArgs<'a> {
+    /// `None` when the plan has no rows: there is nothing to write.
+    fn of(writer: &'a Writer, base: u64, plan: &'a Plan) -> Option<Self> {
+        let last = plan.last_revision()?;
+        let rows = &plan.rows;
+        Some(Self {
+            revisions: rows.iter().map(|r| r.revision as i64).collect(),
+            clusters: rows.iter().map(|r| r.key.cluster.as_str()).collect(),
+            resources: rows.iter().map(|r| r.key.resource.as_str()).collect(),
+            namespaces: rows.iter().map(|r| r.key.namespace.as_str()).collect(),
+            names: rows.iter().map(|r| r.key.name.as_str()).collect(),
+            keys: rows.iter().map(|r| encoded_key(&r.key)).collect(),
+            values: rows.iter().map(|r| r.value.as_ref()).collect(),
+            labels: rows.iter().map(|r| r.labels_json.as_str()).collect(),
+            uids: rows.iter().map(|r| r.uid.as_deref()).collect(),
+            create_revisions: rows.iter().map(|r| r.create_revision as i64).collect(),
+            prev_revisions: rows.iter().map(|r| r.prev_revision.map(|p| p as i64)).collect(),
+            deleted: rows.iter().map(|r| r.deleted).collect(),
+            superseded: rows.iter().map(|r| r.superseded.map(|s| s as i64)).collect(),
+            supersede_rows: plan.supersede.iter().map(|(r, _)| *r as i64).collect(),
+            supersede_with: plan.supersede.iter().map(|(_, s)| *s as i64).collect(),
+            base: base as i64,
+            last: last as i64,
+            committed_ms: now_ms(),
+            writer: &writer.name,
+            lock_class: writer.lock_class,
+        })
+    }
+
+    /// For tokio-postgres, in [`WRITE`]'s order.
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 22] {
+        [
+            &self.revisions,
+            &self.clusters,
+            &self.resources,
+            &self.namespaces,
+            &self.names,
+            &self.keys,
+            &self.values,
+            &self.labels,
+            &self.uids,
+            &self.create_revisions,
+            &self.prev_revisions,
+            &self.deleted,
+            &self.superseded,
+            &self.supersede_rows,
+            &self.supersede_with,
+            &self.base,
+            &self.last,
+            &self.committed_ms,
+            &CHANNEL,
+            &self.writer,
+            &self.lock_class,
+            &WRITTEN_BEHIND,
+        ]
+    }
+
+    /// For sqlx, in [`WRITE`]'s order.
+    fn bind<'q, O>(
+        self,
+        query: sqlx::query::QueryScalar<'q, Db, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryScalar<'q, Db, O, sqlx::postgres::PgArguments>
+    where
+        'a: 'q,
+    {
+        query
+            .bind(self.revisions)
+            .bind(self.clusters)
+            .bind(self.resources)
+            .bind(self.namespaces)
+            .bind(self.names)
+            .bind(self.keys)
+            .bind(self.values)
+            .bind(self.labels)
+            .bind(self.uids)
+            .bind(self.create_revisions)
+            .bind(self.prev_revisions)
+            .bind(self.deleted)
+            .bind(self.superseded)
+            .bind(self.supersede_rows)
+            .bind(self.supersede_with)
+            .bind(self.base)
+            .bind(self.last)
+            .bind(self.committed_ms)
+            .bind(CHANNEL)
+            .bind(self.writer)
+            .bind(self.lock_class)
+            .bind(WRITTEN_BEHIND)
+    }
+}
+
 #[async_trait]
 impl Backend for Postgres {
     async fn lookup(&self, mutations: &[Mutation]) -> Result<(u64, HashMap<ObjectKey, LiveRow>)> {
         Self::lookup_with(&self.pool, mutations).await
     }
 
-    /// One autocommit statement: a single round trip.
+    /// One autocommit statement on the batch connection, sent as soon as this future is first
+    /// polled; the batch before it, if any, is already ahead of it on the same connection.
     /// The unchecked creates' keys are checked by the unique `kv_live` index as the rows go in.
-    async fn write(&self, base: u64, plan: &Plan, _unchecked: &[ObjectKey], behind: bool) -> Result<bool> {
-        Self::write_with(&self.writes, &self.writer, base, plan, behind).await
+    async fn write(&self, base: u64, plan: &Plan, _unchecked: &[ObjectKey]) -> Result<bool> {
+        let Some(args) = WriteArgs::of(&self.writer, base, plan) else {
+            return Ok(true);
+        };
+        match self.batches.write(&args.params()).await {
+            Ok(written) => Ok(written),
+            Err(err) if err.code().is_some_and(|code| NOT_WRITTEN.contains(&code.code())) => {
+                debug!("batch not written; planning it again: {err}");
+                Ok(false)
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// A batch behind another inserts its rows while the one before it commits.
@@ -414,7 +508,7 @@ impl Backend for Postgres {
                 .await?;
             let (base, live) = Self::lookup_with(&mut *tx, mutations).await?;
             let plan = plan_batch(base, &live, mutations);
-            if Self::write_with(&mut *tx, &self.writer, base, &plan, false).await? {
+            if Self::write_with(&mut *tx, &self.writer, base, &plan).await? {
                 tx.commit().await?;
                 return Ok(plan);
             }

@@ -393,17 +393,17 @@ fn start(
     requests: Vec<Reply>,
     mutations: Vec<Mutation>,
     prepared: Prepared,
-    behind: bool,
 ) -> InFlight {
     let prepared = Arc::new(prepared);
     let (backend, writing) = (backend.clone(), prepared.clone());
     let mut write = Box::pin(async move {
         backend
-            .write(writing.base, &writing.plan, &writing.unchecked, behind)
+            .write(writing.base, &writing.plan, &writing.unchecked)
             .await
     });
     // Polled once here, the write takes its place in the backend's queue (SQLite: the writer
-    // connection's lock, which is first come, first served) before the next batch's write exists.
+    // connection's lock, which is first come, first served; PostgreSQL: the batch connection, which
+    // sends the statement at once) before the next batch's write exists.
     // Left to the spawned task, a batch behind could reach the queue first, find its base not yet
     // written and be planned again. The task polls it again with its own waker.
     let task = match write
@@ -428,8 +428,8 @@ struct Sequencer {
     committed: mpsc::UnboundedSender<Vec<HistoryRow>>,
     /// The revision this sequencer last wrote; `None` when unknown.
     known: Option<u64>,
-    /// No batch is written behind another before this: another process wrote first lately, and
-    /// rows written ahead of the shard lock could collide with its batches.
+    /// No batch is written behind another before this: another process wrote first lately, so a
+    /// batch planned on this one's last write would likely find the shard elsewhere.
     contended_until: Instant,
 }
 
@@ -499,7 +499,7 @@ impl Sequencer {
         let prepared = prepare(self.backend.as_ref(), mutations, None).await?;
         if self
             .backend
-            .write(prepared.base, &prepared.plan, &prepared.unchecked, false)
+            .write(prepared.base, &prepared.plan, &prepared.unchecked)
             .await?
         {
             return Ok(prepared.plan);
@@ -603,7 +603,6 @@ pub(crate) async fn run(
         } else {
             None
         };
-        let is_behind = behind.is_some();
         let prepared = match behind {
             Some(prepared) => Ok(prepared),
             None => {
@@ -623,7 +622,7 @@ pub(crate) async fn run(
                     gathered,
                     started: Instant::now(),
                 };
-                in_flight.push_back(start(&backend, timings, replies, mutations, prepared, is_behind));
+                in_flight.push_back(start(&backend, timings, replies, mutations, prepared));
                 // Lets the writer task send its batch before the next one is planned behind it.
                 tokio::task::yield_now().await;
             }
@@ -852,7 +851,7 @@ mod tests {
         async fn lookup(&self, _: &[Mutation]) -> Result<(u64, HashMap<ObjectKey, LiveRow>)> {
             Ok((0, HashMap::new()))
         }
-        async fn write(&self, base: u64, _: &Plan, _: &[ObjectKey], _: bool) -> Result<bool> {
+        async fn write(&self, base: u64, _: &Plan, _: &[ObjectKey]) -> Result<bool> {
             if let Ok(mut joined) = self.joined.lock() {
                 joined.push(base);
             }
@@ -921,10 +920,10 @@ mod tests {
             plan: Plan::default(),
             unchecked: Vec::new(),
         };
-        let first = start(&dyn_backend, timings, Vec::new(), Vec::new(), batch(10), false);
+        let first = start(&dyn_backend, timings, Vec::new(), Vec::new(), batch(10));
         // Before this task yields even once, the first write has joined the queue ...
         assert_eq!(*backend.joined.lock().unwrap(), [10]);
-        let second = start(&dyn_backend, timings, Vec::new(), Vec::new(), batch(20), true);
+        let second = start(&dyn_backend, timings, Vec::new(), Vec::new(), batch(20));
         assert_eq!(*backend.joined.lock().unwrap(), [10, 20]);
         drop(busy);
         // ... so it is written first.

@@ -488,7 +488,7 @@ impl Backend for Sqlite {
 
     /// One call to the writer's worker: open the transaction, check the base and the unchecked keys
     /// (the guard aborts the call otherwise), write, commit.
-    async fn write(&self, base: u64, plan: &Plan, unchecked: &[ObjectKey], _behind: bool) -> Result<bool> {
+    async fn write(&self, base: u64, plan: &Plan, unchecked: &[ObjectKey]) -> Result<bool> {
         if plan.rows.is_empty() {
             return Ok(true);
         }

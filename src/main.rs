@@ -81,24 +81,16 @@ enum Bench {
         /// Objects to create.
         #[arg(long, default_value_t = 50_000)]
         objects: usize,
-        /// Worker threads of the benchmark's runtime, which runs the writers and the store. One by
-        /// default: beside a database on the same two cores, a second one mostly hands tasks over
-        /// between the two threads (see the README's performance section).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-        threads: u16,
     },
 }
 
-fn main() -> std::process::ExitCode {
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let outcome = runtime_for(&cli.command)
-        .context("cannot start the async runtime")
-        .and_then(|runtime| runtime.block_on(run(cli)));
-    match outcome {
+    match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             // One line: what failed, its cause, and (from the storage errors) the fix.
@@ -106,18 +98,6 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-/// A runtime with a worker thread per core, except for the storage benchmark, which says how many.
-fn runtime_for(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Bench {
-        bench: Bench::Storage { threads, .. },
-    } = command
-    {
-        builder.worker_threads(usize::from(*threads));
-    }
-    builder.enable_all().build()
 }
 
 /// Runs the server until SIGINT or SIGTERM, then shuts it down in order.
@@ -199,7 +179,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     data_dir,
                     concurrency,
                     objects,
-                    threads: _,
                 },
         } => {
             let report = StorageBench {

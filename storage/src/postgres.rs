@@ -34,7 +34,8 @@ const MIGRATION_LOCK: i64 = 0x636f_7873_7761_696e;
 struct Writer {
     /// In commit notifications, so that the process skips its own.
     name: String,
-    /// The class of the advisory locks that order this process's batches written behind another.
+    /// The class of the advisory lock each write takes (schema v3), which only a batch written the
+    /// way older builds did, behind another on a second connection, waits for.
     lock_class: i32,
 }
 
@@ -491,13 +492,14 @@ impl Backend for Postgres {
         }
     }
 
-    /// A batch behind another inserts its rows while the one before it commits.
+    /// A batch of creates is queued on the batch connection behind the one being written.
     fn pipeline_depth(&self) -> usize {
         PIPELINE_DEPTH
     }
 
     /// Under the lock only a deadlock can keep the batch from being written: with a batch of
-    /// another process that inserted one of its keys behind its predecessor and waits for the lock.
+    /// another process (of an older build) that inserted one of its keys behind its predecessor
+    /// and waits for the lock.
     /// Whichever of the two PostgreSQL rolled back is written again.
     async fn commit_locked(&self, mutations: &[Mutation]) -> Result<Plan> {
         const ATTEMPTS: usize = 5;

@@ -40,7 +40,7 @@ pub struct StoreOptions {
     /// Events a watcher may fall behind the live broadcast before it reads history instead.
     pub watch_broadcast_capacity: usize,
     /// Connection pool size for PostgreSQL: reads, lookups, compaction and the commit listener. The
-    /// pipelined batch writes have two more connections of their own.
+    /// batch writes have one more connection of their own.
     pub postgres_max_connections: u32,
     /// How long a PostgreSQL operation waits for a connection before failing (e.g. while the server
     /// is down).

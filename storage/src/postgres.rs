@@ -83,11 +83,14 @@ impl Postgres {
         );
         // One direct attempt first: the pool would retry a refused connection until its timeout and
         // then report only that it timed out.
-        let probe = PgConnection::connect_with(&options).await.map_err(|err| {
+        let unreachable = |err: &dyn std::fmt::Display| {
             Error::Open(format!(
                 "cannot connect to {place}: {err}; check the --storage URL and that the server is running"
             ))
-        })?;
+        };
+        let probe = PgConnection::connect_with(&options)
+            .await
+            .map_err(|err| unreachable(&err))?;
         let _ = probe.close().await;
         let pool_options = |max_connections: u32| {
             PgPoolOptions::new()
@@ -97,24 +100,15 @@ impl Postgres {
                 // batch.
                 .test_before_acquire(false)
         };
-        let unreachable = |err: sqlx::Error| {
-            Error::Open(format!(
-                "cannot connect to {place}: {err}; check the --storage URL and that the server is running"
-            ))
-        };
         let pool = pool_options(max_connections)
             .connect_with(options.clone())
             .await
-            .map_err(unreachable)?;
+            .map_err(|err| unreachable(&err))?;
         migrate(&pool, &place).await?;
         // Opened now rather than by the first batch, which would wait for it.
         let batches = BatchConnection::open(url, &SESSION_SETTINGS, acquire_timeout, WRITE)
             .await
-            .map_err(|err| {
-                Error::Open(format!(
-                    "cannot connect to {place}: {err}; check the --storage URL and that the server is running"
-                ))
-            })?;
+            .map_err(|err| unreachable(&err))?;
         Ok(Self {
             pool,
             batches,
